@@ -1,0 +1,269 @@
+"""Walk an object along its OpenAPI schema: JSON types, formats, enums, required, unknown fields.
+
+The schemas are compiled once per definition into small `_Node` tables (the
+property dict of each definition, its required names, a type code), so one walk
+is a few dict lookups per field. `jsonschema` is not used: it is an order of
+magnitude slower and its error paths are not Kubernetes' field paths.
+
+Three classes of finding come out, because Kubernetes reports them differently:
+- decode errors (wrong JSON type, bad Quantity / date-time / base64): 400, the
+  object "cannot be handled"; the message is the Go decoder's.
+- unknown field paths: a strict decoding error (400), a warning, or nothing,
+  depending on fieldValidation.
+- field errors (required, enum): ordinary 422 causes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from kubelite.api import schemas
+from kubelite.api.errors import Cause
+from kubelite.api.validation_values import (
+    FIELD_TYPE_INVALID,
+    QUANTITY_MSG,
+    not_supported,
+    parse_quantity,
+    required,
+)
+
+_OBJ, _MAP, _ARR, _STR, _INT, _NUM, _BOOL, _INTSTR, _QTY, _TIME, _BYTES, _ANYOBJ, _ANY = range(13)
+_INT32 = (-(2**31), 2**31 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
+_JSON_TYPE = {dict: "object", list: "array", str: "string", bool: "bool", int: "number", float: "number"}
+_INDEX = re.compile(r"\[[^\]]*\]")
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+class _Node:
+    __slots__ = ("code", "props", "required", "extra", "items", "enum", "bits", "go", "owner")
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+        self.props: dict[str, _Node] = {}
+        self.required: tuple[str, ...] = ()
+        self.extra: _Node | None = None
+        self.items: _Node | None = None
+        self.enum: tuple[Any, ...] | None = None
+        self.bits: tuple[int, int] | None = None
+        self.go = ""  # Go type name, for decoder-style messages
+        self.owner = ""  # Go struct name of an object node
+
+
+@dataclass(slots=True)
+class SchemaFindings:
+    decode: list[Cause] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+    causes: list[Cause] = field(default_factory=list)
+
+
+def _go_name(defname: str) -> tuple[str, str]:
+    parts = defname.split(".")
+    return parts[-1], f"{parts[-2]}.{parts[-1]}"
+
+
+_compiled: dict[str, _Node] = {}
+
+
+def _compile_def(defname: str) -> _Node:
+    node = _compiled.get(defname)
+    if node is None:
+        # Registered before its children compile, so recursive types terminate.
+        node = _compiled[defname] = _Node(_OBJ)
+        _fill(node, schemas.definitions()[defname], defname)
+    return node
+
+
+def _node_for(schema: dict[str, Any]) -> _Node:
+    name = schemas.ref_name(schema)
+    if name is None and "allOf" in schema and len(schema["allOf"]) == 1:
+        name = schemas.ref_name(schema["allOf"][0])
+    if name is not None:
+        return _compile_def(name)
+    node = _Node(_ANY)
+    _fill(node, schema, "")
+    return node
+
+
+def _fill(node: _Node, schema: dict[str, Any], defname: str) -> None:
+    if defname.endswith("api.resource.Quantity"):
+        node.code, node.go = _QTY, "resource.Quantity"
+        return
+    if defname.endswith("util.intstr.IntOrString"):
+        node.code, node.go = _INTSTR, "intstr.IntOrString"
+        return
+    types = schema.get("type")
+    kind = types[0] if isinstance(types, list) else types
+    fmt = schema.get("format")
+    if "enum" in schema:
+        node.enum = tuple(schema["enum"])
+    if kind == "object":
+        props = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        if props:
+            node.code = _OBJ
+            node.owner, node.go = _go_name(defname) if defname else ("", "struct")
+            node.props = {k: _node_for(v) for k, v in props.items()}
+            node.required = tuple(schema.get("required", ()))
+            if isinstance(extra, dict):
+                node.extra = _node_for(extra)
+        elif isinstance(extra, dict):
+            node.code = _MAP
+            node.extra = _node_for(extra)
+            node.go = f"map[string]{node.extra.go or 'interface {}'}"
+        else:
+            node.code, node.go = _ANYOBJ, "map[string]interface {}"
+    elif kind == "array":
+        node.code = _ARR
+        node.items = _node_for(schema.get("items") or {})
+        node.go = f"[]{node.items.go or 'interface {}'}"
+    elif kind == "string":
+        if fmt == "date-time":
+            node.code, node.go = _TIME, "v1.Time"
+        elif fmt == "byte":
+            node.code, node.go = _BYTES, "[]uint8"
+        else:
+            node.code, node.go = _STR, "string"
+    elif kind == "integer":
+        node.code = _INT
+        node.bits = _INT32 if fmt == "int32" else _INT64
+        node.go = "int32" if fmt == "int32" else "int64"
+    elif kind == "number":
+        node.code, node.go = _NUM, "float64"
+    elif kind == "boolean":
+        node.code, node.go = _BOOL, "bool"
+
+
+def kind_node(group: str, version: str, kind: str) -> _Node | None:
+    try:
+        return _compile_def(schemas.definition_for(group, version, kind))
+    except KeyError:
+        return None
+
+
+def walk(node: _Node, obj: dict[str, Any]) -> SchemaFindings:
+    found = SchemaFindings()
+    _walk(node, obj, "", "", found)
+    return found
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _decode_error(found: SchemaFindings, node: _Node, value: Any, path: str, owner: str) -> None:
+    jtype = _JSON_TYPE.get(type(value), "value")
+    if jtype == "number":
+        jtype = f"number {value}"
+    where = _INDEX.sub("", path)
+    target = f"Go struct field {owner}.{where}" if owner else "Go value"
+    found.decode.append(
+        Cause(FIELD_TYPE_INVALID, f"json: cannot unmarshal {jtype} into {target} of type {node.go}", path)
+    )
+
+
+def _walk(node: _Node, value: Any, path: str, owner: str, found: SchemaFindings) -> None:
+    code = node.code
+    vtype = type(value)
+    if code == _OBJ:
+        if vtype is not dict:
+            _decode_error(found, node, value, path, owner)
+            return
+        props = node.props
+        for key, sub in value.items():
+            child = props.get(key) or node.extra
+            if child is None:
+                found.unknown.append(_join(path, key))
+            elif sub is not None:
+                _walk(child, sub, _join(path, key), node.owner, found)
+        for name in node.required:
+            if value.get(name) is None:
+                found.causes.append(required(_join(path, name)))
+    elif code == _STR:
+        if vtype is not str:
+            _decode_error(found, node, value, path, owner)
+        elif node.enum is not None and value not in node.enum:
+            found.causes.append(not_supported(path, value, node.enum))
+    elif code == _INT:
+        if vtype is not int:
+            _decode_error(found, node, value, path, owner)
+        elif not node.bits[0] <= value <= node.bits[1]:  # type: ignore[index]
+            _decode_error(found, node, value, path, owner)
+    elif code == _ARR:
+        if vtype is not list:
+            _decode_error(found, node, value, path, owner)
+            return
+        items = node.items
+        if items is not None and items.code != _ANY:
+            for i, item in enumerate(value):
+                if item is not None:
+                    _walk(items, item, f"{path}[{i}]", owner, found)
+    elif code == _MAP:
+        if vtype is not dict:
+            _decode_error(found, node, value, path, owner)
+            return
+        extra = node.extra
+        if extra is not None and extra.code != _ANY:
+            for key, sub in value.items():
+                if sub is not None:
+                    _walk(extra, sub, f"{path}[{key}]", owner, found)
+    elif code == _BOOL:
+        if vtype is not bool:
+            _decode_error(found, node, value, path, owner)
+    elif code == _INTSTR:
+        if vtype is not str and vtype is not int:
+            _decode_error(found, node, value, path, owner)
+    elif code == _QTY:
+        if parse_quantity(value) is None:
+            found.decode.append(Cause(FIELD_TYPE_INVALID, QUANTITY_MSG, path))
+    elif code == _NUM:
+        if vtype is not int and vtype is not float:
+            _decode_error(found, node, value, path, owner)
+    elif code == _TIME:
+        _check_time(node, value, path, owner, found)
+    elif code == _BYTES:
+        _check_base64(node, value, path, owner, found)
+    elif code == _ANYOBJ and vtype is not dict:
+        _decode_error(found, node, value, path, owner)
+
+
+def _check_time(node: _Node, value: Any, path: str, owner: str, found: SchemaFindings) -> None:
+    if not isinstance(value, str):
+        _decode_error(found, node, value, path, owner)
+        return
+    ok = _RFC3339.fullmatch(value) is not None
+    if ok:
+        try:
+            datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+        except ValueError:
+            ok = False
+    if not ok:
+        found.decode.append(
+            Cause(
+                FIELD_TYPE_INVALID,
+                f'parsing time "{value}" as "2006-01-02T15:04:05Z07:00": cannot parse "{value}" as "2006"',
+                path,
+            )
+        )
+
+
+_B64_ALPHABET = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+
+def _check_base64(node: _Node, value: Any, path: str, owner: str, found: SchemaFindings) -> None:
+    if not isinstance(value, str):
+        _decode_error(found, node, value, path, owner)
+        return
+    try:
+        base64.b64decode(value, validate=True)
+        return
+    except (binascii.Error, ValueError):
+        pass
+    m = _B64_ALPHABET.match(value)
+    at = m.end() if m and m.end() < len(value) else (len(value) // 4) * 4
+    found.decode.append(Cause(FIELD_TYPE_INVALID, f"illegal base64 data at input byte {at}", path))

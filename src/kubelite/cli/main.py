@@ -1,0 +1,56 @@
+"""The `kubelite` command: one binary, each subcommand bound to a role's `run`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from kubelite.cli import server as server_cmd
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+
+
+async def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:
+    """Run a role until SIGTERM or SIGINT; signals are handled here, once."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return await main(stop)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubelite", description="A small Kubernetes-compatible container orchestrator.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (server_cmd,):
+        p = module.add_parser(sub)
+        _add_common(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return asyncio.run(args.run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+def default_data_dir() -> Path:
+    return Path("/var/lib/kubelite")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

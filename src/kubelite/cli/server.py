@@ -1,0 +1,49 @@
+"""`kubelite server`: the API server on its embedded store."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from kubelite.server.app import APIServer, ServerConfig
+from kubelite.store.sqlite import SqliteStore
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("server", help="run the API server",
+                       description="Run the API server (HTTPS) on an embedded SQLite store.")
+    p.add_argument("--data-dir", type=Path, default=Path("/var/lib/kubelite"),
+                   help="where the store, certificates and kubeconfig live")
+    p.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 6443),
+                   metavar="HOST:PORT", help="address to serve on (default 127.0.0.1:6443)")
+    p.add_argument("--tls-san", action="append", default=[], metavar="NAME",
+                   help="extra name or IP for the serving certificate")
+    p.set_defaults(run=run)
+    return p
+
+
+async def run(args: argparse.Namespace) -> int:
+    from kubelite.cli.main import run_until_signalled
+
+    host, port = args.listen
+    config = ServerConfig(data_dir=args.data_dir, host=host, port=port,
+                          extra_sans=tuple(args.tls_san))
+
+    async def serve(stop: asyncio.Event) -> int:
+        server = APIServer(config, SqliteStore(args.data_dir / "state.db"))
+        async with server:
+            assert server.credentials is not None
+            print(f"kubelite API server on https://{host}:{port}", flush=True)
+            print(f"export KUBECONFIG={server.credentials.kubeconfig}", flush=True)
+            await stop.wait()
+        return 0
+
+    return await run_until_signalled(serve)

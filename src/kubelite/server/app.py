@@ -1,0 +1,270 @@
+"""The HTTP API server: routing of Kubernetes REST paths, authentication and
+authorization, errors as `Status`, discovery and OpenAPI, and its lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from kubelite.api import errors
+from kubelite.api.registry import Resource, lookup
+from kubelite.server import codec, discovery, openapi, reads
+from kubelite.server.admission import IMMORTAL_NAMESPACES
+from kubelite.server.auth import Authenticator, TokenSigner, authorize
+from kubelite.server.certs import Credentials, ensure_credentials
+from kubelite.server.context import CONTEXT, USER, ServerContext, Target, ctx, user_of
+from kubelite.server.objects import Objects
+from kubelite.server.subresources import SUBRESOURCE_HANDLERS, handle_review
+from kubelite.server.writes import Writer
+from kubelite.store.base import Store
+
+log = logging.getLogger("kubelite.server")
+
+_PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
+_NAMESPACES = lookup("", "v1", "namespaces")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 6443
+    extra_sans: tuple[str, ...] = field(default=())
+
+
+def _split(path: str) -> tuple[str, str, list[str]] | None:
+    """`/api/v1/...` or `/apis/G/V/...` -> (group, version, rest segments)."""
+    parts = [p for p in path.split("/") if p]
+    if len(parts) >= 2 and parts[0] == "api":
+        return "", parts[1], parts[2:]
+    if len(parts) >= 3 and parts[0] == "apis":
+        return parts[1], parts[2], parts[3:]
+    return None
+
+
+def parse_target(group: str, version: str, rest: list[str]) -> Target:
+    def resource(plural: str) -> Resource:
+        res = lookup(group, version, plural)
+        if res is None:
+            raise errors.resource_not_found()
+        return res
+
+    n = len(rest)
+    if n >= 3 and rest[0] == "namespaces" and not (n == 3 and rest[2] in ("status", "finalize")):
+        res = resource(rest[2])
+        if not res.namespaced:
+            raise errors.resource_not_found()
+        if n == 3:
+            return Target(res, rest[1], None)
+        if n in (4, 5):
+            return Target(res, rest[1], rest[3], rest[4] if n == 5 else "")
+        raise errors.resource_not_found()
+    if 1 <= n <= 3:
+        res = resource(rest[0])
+        name = rest[1] if n >= 2 else None
+        sub = rest[2] if n == 3 else ""
+        # A namespaced resource listed across all namespaces has no name form.
+        if res.namespaced and name is not None:
+            raise errors.resource_not_found()
+        return Target(res, None, name, sub)
+    raise errors.resource_not_found()
+
+
+def _verb(method: str, t: Target, watch: bool) -> str:
+    if method == "GET":
+        if t.name is None:
+            return "watch" if watch else "list"
+        return "get"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch",
+            "DELETE": "delete" if t.name else "deletecollection"}.get(method, "")
+
+
+async def resource_handler(request: web.Request) -> web.StreamResponse:
+    split = _split(request.path)
+    if split is None:
+        raise errors.resource_not_found()
+    group, version, rest = split
+    if not rest:
+        if request.method != "GET":
+            raise errors.method_not_allowed("discovery supports GET only")
+        return await _discovery(request)
+    t = parse_target(group, version, rest)
+    method = request.method
+    verb = _verb(method, t, reads.query_flag(request, "watch"))
+    if not authorize(user_of(request), verb, t.res.group, t.res.plural, t.namespace):
+        raise errors.forbidden(
+            f'{t.res.group_resource} is forbidden: User "{user_of(request).username}" cannot '
+            f'{verb} resource "{t.res.plural}" in API group "{t.res.group}"')
+    if not t.res.stored:
+        if method != "POST" or t.name is not None:
+            raise errors.method_not_allowed(f"{t.res.plural} supports create only")
+        return await handle_review(request, t.res)
+    if t.subresource:
+        sub = t.res.subresource(t.subresource)
+        handler = SUBRESOURCE_HANDLERS.get(t.subresource)
+        if sub is None or handler is None:
+            raise errors.resource_not_found()
+        return await handler(request, t)
+    writer = Writer(ctx(request).objects)
+    if t.name is None:
+        if method == "GET":
+            return await reads.handle_list(request, t)
+        if method == "POST":
+            if t.res.plural == "bindings":
+                from kubelite.server.subresources import handle_binding
+
+                return await handle_binding(request, t)
+            return await writer.handle_create(request, t)
+        if method == "DELETE":
+            return await writer.handle_delete_collection(request, t,
+                                                         reads.selectors(request, t.res))
+    else:
+        if method == "GET":
+            if reads.query_flag(request, "watch"):
+                return await reads.handle_watch(request, t)
+            return await reads.handle_get(request, t)
+        if method == "PUT":
+            return await writer.handle_replace(request, t)
+        if method == "PATCH":
+            return await writer.handle_patch(request, t)
+        if method == "DELETE":
+            return await writer.handle_delete(request, t)
+    raise errors.method_not_allowed(f"the server does not allow this method on the requested "
+                                    f"resource ({method})")
+
+
+@web.middleware
+async def api_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        if request.path not in _PUBLIC_PATHS:
+            user = ctx(request).authenticator.authenticate(request.headers.get("Authorization"))
+            if user is None:
+                raise errors.unauthorized()
+            request[USER] = user
+        return await handler(request)
+    except errors.APIError as exc:
+        return codec.error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status == 404:
+            return codec.error_response(errors.resource_not_found())
+        if exc.status == 405:
+            return codec.error_response(errors.method_not_allowed(exc.reason))
+        raise
+    except (ConnectionError, TimeoutError):
+        raise
+    except Exception as exc:  # a bug must not crash the server or leak a traceback
+        log.exception("unhandled error serving %s %s", request.method, request.path)
+        return codec.error_response(errors.internal(type(exc).__name__))
+
+
+async def _discovery(request: web.Request) -> web.Response:
+    found = discovery.discovery_response(request.path,
+                                         accept=request.headers.get("Accept", ""))
+    if found is None:
+        raise errors.resource_not_found()
+    body, content_type = found
+    return codec.raw_json(body, content_type=content_type, vary="Accept")
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def _openapi_v2(request: web.Request) -> web.Response:
+    return web.Response(body=openapi.OPENAPI_V2_PROTO,
+                        headers={"Content-Type": openapi.OPENAPI_V2_CONTENT_TYPE})
+
+
+async def _openapi_v3_index(request: web.Request) -> web.Response:
+    # The first call builds every document (~150 ms): off the event loop.
+    return codec.raw_json(await asyncio.to_thread(openapi.openapi_v3_index_bytes))
+
+
+async def _openapi_v3_doc(request: web.Request) -> web.Response:
+    doc = await asyncio.to_thread(openapi.openapi_v3_document, request.match_info["path"])
+    if doc is None:
+        raise errors.resource_not_found()
+    return codec.raw_json(doc)
+
+
+async def bootstrap(objects: Objects) -> None:
+    """The namespaces every cluster has from the start."""
+    assert _NAMESPACES is not None
+    writer = Writer(objects)
+    for name in sorted(IMMORTAL_NAMESPACES):
+        if await objects.get_or_none(_NAMESPACES, None, name) is None:
+            await writer.create(_NAMESPACES, None, {"apiVersion": "v1", "kind": "Namespace",
+                                                    "metadata": {"name": name}},
+                                manager="kubelite", fv="Strict", dry=False)
+
+
+def build_app(context: ServerContext) -> web.Application:
+    app = web.Application(middlewares=[api_middleware], client_max_size=codec.MAX_BODY + 1)
+    app[CONTEXT] = context
+    r = app.router
+    for path in ("/healthz", "/livez", "/readyz"):
+        r.add_get(path, _healthz)
+    for path in ("/version", "/api", "/apis", "/apis/{group}"):
+        r.add_get(path, _discovery)
+    r.add_get("/openapi/v2", _openapi_v2)
+    r.add_get("/openapi/v3", _openapi_v3_index)
+    r.add_get("/openapi/v3/{path:.+}", _openapi_v3_doc)
+    r.add_route("*", "/api/{tail:.*}", resource_handler)
+    r.add_route("*", "/apis/{group}/{version}", resource_handler)
+    r.add_route("*", "/apis/{group}/{version}/{tail:.*}", resource_handler)
+    return app
+
+
+def ssl_context(creds: Credentials) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(creds.serving_cert, creds.serving_key)
+    return context
+
+
+class APIServer:
+    """Start and stop the API server on a store: `async with APIServer(cfg, store):`."""
+
+    def __init__(self, config: ServerConfig, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self.credentials: Credentials | None = None
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.credentials = creds = ensure_credentials(
+            cfg.data_dir, host=cfg.host, port=cfg.port, extra_sans=list(cfg.extra_sans))
+        await self.store.start()
+        objects = Objects(self.store)
+        await bootstrap(objects)
+        signer = TokenSigner(creds.signing_key)
+        context = ServerContext(
+            store=self.store, objects=objects, signer=signer,
+            authenticator=Authenticator(admin_token=creds.admin_token, signer=signer))
+        self._runner = web.AppRunner(build_app(context), access_log=None,
+                                     handler_cancellation=True, shutdown_timeout=2.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, cfg.host, cfg.port, ssl_context=ssl_context(creds),
+                           backlog=1024, reuse_address=True)
+        await site.start()
+        log.info("API server listening on https://%s:%d", cfg.host, cfg.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.store.close()
+
+    async def __aenter__(self) -> APIServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

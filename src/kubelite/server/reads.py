@@ -1,0 +1,229 @@
+"""get, list (with selectors and paging) and watch, as JSON or as kubectl's Tables."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import random
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from kubelite.api import errors
+from kubelite.api.registry import Resource
+from kubelite.api.selectors import FieldSelector, LabelSelector
+from kubelite.api.tables import to_table
+from kubelite.server import codec
+from kubelite.server.context import Target, ctx, query_flag, query_int
+from kubelite.server.objects import decode, parse_rv
+from kubelite.store import errors as store_errors
+from kubelite.store.base import KV, Event
+
+Obj = dict[str, Any]
+Matcher = Callable[[Obj], bool]
+
+# How often an idle watch with allowWatchBookmarks gets a BOOKMARK (the apiserver
+# sends them about once a minute; a shorter interval lets clients resume closer).
+BOOKMARK_INTERVAL = 10.0
+# The apiserver's --min-request-timeout: a watch without timeoutSeconds lasts a
+# random time between this and twice this.
+MIN_REQUEST_TIMEOUT = 1800
+
+
+def selectors(request: web.Request, res: Resource) -> Matcher | None:
+    label_text = request.query.get("labelSelector", "")
+    field_text = request.query.get("fieldSelector", "")
+    label = LabelSelector.parse(label_text) if label_text else None
+    field = FieldSelector.parse(field_text, resource_plural=res.plural) if field_text else None
+    if label is None and field is None:
+        return None
+
+    def match(obj: Obj) -> bool:
+        if label is not None and not label.matches(obj["metadata"].get("labels")):
+            return False
+        return field is None or field.matches(obj)
+
+    return match
+
+
+def _include_object(request: web.Request) -> str:
+    return request.query.get("includeObject", "Metadata")
+
+
+async def handle_get(request: web.Request, t: Target) -> web.Response:
+    assert t.name is not None
+    obj = await ctx(request).objects.get(t.res, t.namespace, t.name)
+    if codec.wants_table(request):
+        return codec.json_response(to_table(t.res.plural, [obj],
+                                            include_object=_include_object(request)))
+    return codec.json_response(obj)
+
+
+def _encode_continue(revision: int, key: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"rv": revision, "start": key})).decode()
+
+
+def _decode_continue(token: str) -> tuple[int, str]:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(token.encode()))
+        return int(data["rv"]), str(data["start"])
+    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+        raise errors.bad_request("continue key is not valid: incorrect encoded start "
+                                 "resourceVersion (version meta.k8s.io/v1)") from None
+
+
+async def handle_list(request: web.Request, t: Target) -> web.StreamResponse:
+    if query_flag(request, "watch"):
+        return await handle_watch(request, t)
+    match = selectors(request, t.res)
+    limit = query_int(request, "limit")
+    if limit is not None and limit <= 0:
+        limit = None
+    revision: int | None = None
+    start_after: str | None = None
+    token = request.query.get("continue")
+    if token:
+        revision, start_after = _decode_continue(token)
+    items, rev, last_key = await ctx(request).objects.list(
+        t.res, t.namespace, revision=revision, start_after=start_after, limit=limit, keep=match)
+    meta: dict[str, Any] = {"resourceVersion": str(rev)}
+    if last_key is not None:
+        meta["continue"] = _encode_continue(rev, last_key)
+    if codec.wants_table(request):
+        return codec.json_response(to_table(t.res.plural, items,
+                                            include_object=_include_object(request),
+                                            list_meta=meta))
+    return codec.json_response({
+        "kind": f"{t.res.kind}List", "apiVersion": t.res.api_version,
+        "metadata": meta, "items": items,
+    })
+
+
+def _event_object(event: Event) -> Obj:
+    """The event's object, decoded once however many watchers receive it."""
+    memo = event.memo
+    if memo is None:
+        memo = event.memo = {}
+    obj = memo.get("obj")
+    if obj is None:
+        obj = decode(KV(event.key, event.value, 0, event.revision))
+        memo["obj"] = obj
+    return obj
+
+
+def _prev_object(event: Event) -> Obj | None:
+    if event.prev is None:
+        return None
+    memo = event.memo if event.memo is not None else {}
+    event.memo = memo
+    prev = memo.get("prev")
+    if prev is None:
+        prev = orjson.loads(event.prev)
+        memo["prev"] = prev
+    return prev
+
+
+def _filter(event: Event, match: Matcher | None, name: str | None) -> tuple[str, Obj] | None:
+    """The event as this watcher sees it: selector transitions become ADDED/DELETED,
+    as the apiserver's watch cache filters."""
+    obj = _event_object(event)
+    if name is not None and obj["metadata"].get("name") != name:
+        return None
+    if match is None:
+        return event.type, obj
+    now = match(obj)
+    if event.type != "MODIFIED":
+        return (event.type, obj) if now else None
+    prev = _prev_object(event)
+    before = True if prev is None else match(prev)
+    if now and before:
+        return "MODIFIED", obj
+    if now:
+        return "ADDED", obj
+    if before:
+        return "DELETED", obj
+    return None
+
+
+def _exact_name(request: web.Request) -> str | None:
+    """A fieldSelector of metadata.name=X (kubectl wait, rollout, delete) narrows the watch."""
+    for part in request.query.get("fieldSelector", "").split(","):
+        if part.startswith("metadata.name=") and "!" not in part:
+            return part.split("=", 1)[1].lstrip("=")
+    return None
+
+
+async def handle_watch(request: web.Request, t: Target) -> web.StreamResponse:
+    objects = ctx(request).objects
+    match = selectors(request, t.res)
+    name = t.name or _exact_name(request)
+    since = parse_rv(request.query.get("resourceVersion"))
+    bookmarks = query_flag(request, "allowWatchBookmarks")
+    timeout = query_int(request, "timeoutSeconds")
+    if timeout is None or timeout <= 0:
+        timeout = random.randint(MIN_REQUEST_TIMEOUT, 2 * MIN_REQUEST_TIMEOUT)
+    table = codec.wants_table(request)
+    include = _include_object(request)
+    initial: list[Obj] = []
+    if not since:
+        initial, since, _ = await objects.list(t.res, t.namespace, keep=match)
+        if name is not None:
+            initial = [o for o in initial if o["metadata"].get("name") == name]
+    stream = objects.watch(t.res, t.namespace, since)
+
+    response = web.StreamResponse(headers={"Content-Type": "application/json",
+                                           "Cache-Control": "no-cache"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    columns_sent = False
+
+    async def send(kind: str, obj: Obj) -> None:
+        nonlocal columns_sent
+        if table and kind != "BOOKMARK" and kind != "ERROR":
+            body = to_table(t.res.plural, [obj], include_object=include,
+                            with_columns=not columns_sent)
+            columns_sent = True
+        else:
+            body = obj
+        await response.write(orjson.dumps({"type": kind, "object": body}) + b"\n")
+
+    last_rv = since
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    iterator = stream.__aiter__()
+    try:
+        for obj in initial:
+            await send("ADDED", obj)
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            wait = min(remaining, BOOKMARK_INTERVAL) if bookmarks else remaining
+            try:
+                event = await asyncio.wait_for(iterator.__anext__(), wait)
+            except TimeoutError:
+                if bookmarks and loop.time() < deadline:
+                    await send("BOOKMARK", {"kind": t.res.kind, "apiVersion": t.res.api_version,
+                                            "metadata": {"resourceVersion": str(last_rv)}})
+                continue
+            except StopAsyncIteration:
+                break
+            last_rv = event.revision
+            seen = _filter(event, match, name)
+            if seen is not None:
+                await send(*seen)
+    except store_errors.Compacted as exc:
+        gone = errors.gone(f"too old resource version: {exc.requested} ({exc.compacted})")
+        with contextlib.suppress(ConnectionError):
+            await send("ERROR", gone.status())
+    except ConnectionError:
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            await iterator.aclose()  # type: ignore[attr-defined]
+    with contextlib.suppress(ConnectionError):
+        await response.write_eof()
+    return response
