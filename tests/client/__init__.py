@@ -66,8 +66,13 @@ def self_signed() -> tuple[bytes, bytes]:
 
 def status(code: int, reason: str, message: str) -> dict[str, Any]:
     return {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": message, "reason": reason, "code": code,
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
     }
 
 
@@ -199,13 +204,16 @@ class FakeAPIServer:
     def bookmark(self) -> None:
         for w in self.watchers:
             if w.bookmarks:
-                w.queue.put_nowait({
-                    "type": "BOOKMARK",
-                    "object": {
-                        "kind": w.res.kind, "apiVersion": w.res.api_version,
-                        "metadata": {"resourceVersion": str(self.rv)},
-                    },
-                })
+                w.queue.put_nowait(
+                    {
+                        "type": "BOOKMARK",
+                        "object": {
+                            "kind": w.res.kind,
+                            "apiVersion": w.res.api_version,
+                            "metadata": {"resourceVersion": str(self.rv)},
+                        },
+                    }
+                )
 
     def fail_next(self, method: str, code: int, times: int = 1) -> None:
         self.faults.extend([(method, code)] * times)
@@ -270,7 +278,9 @@ class FakeAPIServer:
             ns, rest = rest[1], rest[2:]
         res = registry.lookup(group, version, rest[0])
         if res is None:
-            return _json(status(404, "NotFound", "the server could not find the requested resource"), 404)
+            return _json(
+                status(404, "NotFound", "the server could not find the requested resource"), 404
+            )
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
         store = self.objects.setdefault(res, {})
@@ -306,8 +316,10 @@ class FakeAPIServer:
         if request.method == "PUT":
             want = (body.get("metadata") or {}).get("resourceVersion")
             if want and want != current["metadata"]["resourceVersion"]:
-                msg = (f'Operation cannot be fulfilled on {res.group_resource} "{name}": the object '
-                       "has been modified; please apply your changes to the latest version and try again")
+                msg = (
+                    f'Operation cannot be fulfilled on {res.group_resource} "{name}": the object '
+                    "has been modified; please apply your changes to the latest version and try again"
+                )
                 return _json(status(409, "Conflict", msg), 409)
             return _json(self.put(res, body))
         if request.method == "PATCH":
@@ -318,9 +330,12 @@ class FakeAPIServer:
             return _json(self.put(res, patched))
         return _json(status(405, "MethodNotAllowed", "method not allowed"), 405)
 
-    def _matching(self, res: Resource, ns: str | None, query: dict[str, str]) -> list[dict[str, Any]]:
+    def _matching(
+        self, res: Resource, ns: str | None, query: dict[str, str]
+    ) -> list[dict[str, Any]]:
         return [
-            o for (ons, _), o in sorted(self.objects.get(res, {}).items())
+            o
+            for (ons, _), o in sorted(self.objects.get(res, {}).items())
             if (ns is None or ons == ns)
             and _labels_match(o, query.get("labelSelector"))
             and _fields_match(o, query.get("fieldSelector"))
@@ -341,8 +356,14 @@ class FakeAPIServer:
             meta["continue"] = str(start + limit)
         # As Kubernetes: list items carry no apiVersion/kind.
         stripped = [{k: v for k, v in o.items() if k not in ("apiVersion", "kind")} for o in page]
-        return _json({"kind": f"{res.kind}List", "apiVersion": res.api_version,
-                      "metadata": meta, "items": stripped})
+        return _json(
+            {
+                "kind": f"{res.kind}List",
+                "apiVersion": res.api_version,
+                "metadata": meta,
+                "items": stripped,
+            }
+        )
 
     async def _watch(
         self, request: web.Request, res: Resource, ns: str | None, query: dict[str, str]
@@ -355,8 +376,13 @@ class FakeAPIServer:
             await resp.write(orjson.dumps({"type": "ERROR", "object": gone}) + b"\n")
             await resp.write_eof()
             return resp
-        w = _Watcher(res, ns, query.get("labelSelector"), query.get("fieldSelector"),
-                     query.get("allowWatchBookmarks") == "true")
+        w = _Watcher(
+            res,
+            ns,
+            query.get("labelSelector"),
+            query.get("fieldSelector"),
+            query.get("allowWatchBookmarks") == "true",
+        )
         for rv, r, type_, obj in self.history:
             if rv > since and w.wants(r, obj):
                 w.queue.put_nowait({"type": type_, "object": obj})

@@ -35,8 +35,12 @@ def deployment(name: str = "web", namespace: str | None = "default") -> dict:
     meta = {"name": name, "labels": {"app": name}}
     if namespace:
         meta["namespace"] = namespace
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
-            "spec": {"replicas": 1}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {"replicas": 1},
+    }
 
 
 @pytest.mark.parametrize(
@@ -44,22 +48,35 @@ def deployment(name: str = "web", namespace: str | None = "default") -> dict:
     [
         (POD, {"namespace": "ns"}, "/api/v1/namespaces/ns/pods"),
         (POD, {}, "/api/v1/pods"),
-        (POD, {"namespace": "ns", "name": "p", "subresource": "binding"},
-         "/api/v1/namespaces/ns/pods/p/binding"),
+        (
+            POD,
+            {"namespace": "ns", "name": "p", "subresource": "binding"},
+            "/api/v1/namespaces/ns/pods/p/binding",
+        ),
         (DEPLOY, {"namespace": "ns", "name": "web"}, "/apis/apps/v1/namespaces/ns/deployments/web"),
         (NODE, {"namespace": "ignored", "name": "n1"}, "/api/v1/nodes/n1"),
-        (NS, {"name": "kube-system", "subresource": "finalize"},
-         "/api/v1/namespaces/kube-system/finalize"),
+        (
+            NS,
+            {"name": "kube-system", "subresource": "finalize"},
+            "/api/v1/namespaces/kube-system/finalize",
+        ),
     ],
-    ids=["namespaced list", "all namespaces", "subresource", "group resource",
-         "cluster-scoped ignores namespace", "namespace subresource"],
+    ids=[
+        "namespaced list",
+        "all namespaces",
+        "subresource",
+        "group resource",
+        "cluster-scoped ignores namespace",
+        "namespace subresource",
+    ],
 )
 def test_resource_paths(res, kw, path) -> None:
     assert resource_path(res, **kw) == path
 
 
-@pytest.mark.parametrize("name", ["deployments", "deployment", "deploy", "Deployment",
-                                  "deployments.apps"])
+@pytest.mark.parametrize(
+    "name", ["deployments", "deployment", "deploy", "Deployment", "deployments.apps"]
+)
 def test_find_resource_by_any_name(name: str) -> None:
     assert find_resource(name) is DEPLOY
 
@@ -88,8 +105,9 @@ def test_find_resource_unknown() -> None:
     ids=lambda v: str(v) if not isinstance(v, type) else v.__name__,
 )
 def test_status_maps_to_error_class(code: int, reason: str, cls: type) -> None:
-    err = errors.error_from_status({"kind": "Status", "code": code, "reason": reason,
-                                    "message": "m"})
+    err = errors.error_from_status(
+        {"kind": "Status", "code": code, "reason": reason, "message": "m"}
+    )
     assert type(err) is cls
     assert (err.code, err.reason, err.message) == (code, reason, "m")
     assert err.retryable == (code in (429, 503, 504))
@@ -120,8 +138,9 @@ async def test_crud_round_trip(client: Client, server: FakeAPIServer) -> None:
     assert [i["metadata"]["name"] for i in listed["items"]] == ["web"]
     assert listed["metadata"]["resourceVersion"] == updated["metadata"]["resourceVersion"]
 
-    await client.delete(DEPLOY, "web", "prod", propagation_policy="Foreground",
-                        grace_period_seconds=0)
+    await client.delete(
+        DEPLOY, "web", "prod", propagation_policy="Foreground", grace_period_seconds=0
+    )
     with pytest.raises(errors.NotFound) as nf:
         await client.get(DEPLOY, "web", "prod")
     assert nf.value.reason == "NotFound"
@@ -134,8 +153,10 @@ async def test_namespace_defaults_to_the_config_namespace(server: FakeAPIServer)
     async with Client(config) as client:
         await client.create(CM, {"metadata": {"name": "c"}, "data": {}})
         await client.get(CM, "c")
-    assert [r[1] for r in server.requests] == ["/api/v1/namespaces/team/configmaps",
-                                               "/api/v1/namespaces/team/configmaps/c"]
+    assert [r[1] for r in server.requests] == [
+        "/api/v1/namespaces/team/configmaps",
+        "/api/v1/namespaces/team/configmaps/c",
+    ]
 
 
 async def test_create_existing_raises_already_exists(client: Client) -> None:
@@ -156,11 +177,23 @@ async def test_dry_run_and_field_manager_are_sent(client: Client, server: FakeAP
     [
         ("merge", {"spec": {"replicas": 5}}, "application/merge-patch+json", {}),
         ("strategic", {"spec": {"replicas": 5}}, "application/strategic-merge-patch+json", {}),
-        ("json", [{"op": "replace", "path": "/spec/replicas", "value": 5}],
-         "application/json-patch+json", {}),
-        ("apply", {"apiVersion": "apps/v1", "kind": "Deployment",
-                   "metadata": {"name": "web"}, "spec": {"replicas": 5}},
-         "application/apply-patch+yaml", {"fieldManager": "mgr", "force": "true"}),
+        (
+            "json",
+            [{"op": "replace", "path": "/spec/replicas", "value": 5}],
+            "application/json-patch+json",
+            {},
+        ),
+        (
+            "apply",
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "web"},
+                "spec": {"replicas": 5},
+            },
+            "application/apply-patch+yaml",
+            {"fieldManager": "mgr", "force": "true"},
+        ),
     ],
     ids=["merge", "strategic", "json", "apply"],
 )
@@ -242,7 +275,9 @@ async def test_watch_streams_events_and_bookmarks(client: Client, server: FakeAP
         stream = client.watch(POD, "default", resource_version=rv, timeout_seconds=30)
         async with contextlib.aclosing(stream):
             async for type_, obj in stream:
-                seen.append((type_, obj["metadata"].get("name", obj["metadata"]["resourceVersion"])))
+                seen.append(
+                    (type_, obj["metadata"].get("name", obj["metadata"]["resourceVersion"]))
+                )
                 if len(seen) == 4:
                     return
 
@@ -253,10 +288,16 @@ async def test_watch_streams_events_and_bookmarks(client: Client, server: FakeAP
     server.bookmark()
     server.remove(POD, "default", "a")
     await asyncio.wait_for(task, 5)
-    assert seen == [("ADDED", "a"), ("MODIFIED", "a"), ("BOOKMARK", str(server.rv - 1)),
-                    ("DELETED", "a")]
+    assert seen == [
+        ("ADDED", "a"),
+        ("MODIFIED", "a"),
+        ("BOOKMARK", str(server.rv - 1)),
+        ("DELETED", "a"),
+    ]
     assert server.watch_requests()[0] == {
-        "watch": "true", "resourceVersion": rv, "allowWatchBookmarks": "true",
+        "watch": "true",
+        "resourceVersion": rv,
+        "allowWatchBookmarks": "true",
         "timeoutSeconds": "30",
     }
 
@@ -309,13 +350,18 @@ async def test_bind_posts_a_binding(client: Client, server: FakeAPIServer) -> No
 
 async def test_create_event_has_the_recorder_shape(client: Client, server) -> None:
     pod = server.put(POD, {"metadata": {"name": "p", "namespace": "ns"}})
-    ev = await client.create_event(pod, reason="Scheduled", message="assigned ns/p to n1",
-                                   component="default-scheduler")
+    ev = await client.create_event(
+        pod, reason="Scheduled", message="assigned ns/p to n1", component="default-scheduler"
+    )
     assert ev["metadata"]["namespace"] == "ns"
     assert ev["metadata"]["name"].startswith("p.")
     assert ev["involvedObject"] == {
-        "kind": "Pod", "namespace": "ns", "name": "p", "uid": pod["metadata"]["uid"],
-        "apiVersion": "v1", "resourceVersion": pod["metadata"]["resourceVersion"],
+        "kind": "Pod",
+        "namespace": "ns",
+        "name": "p",
+        "uid": pod["metadata"]["uid"],
+        "apiVersion": "v1",
+        "resourceVersion": pod["metadata"]["resourceVersion"],
     }
     assert ev["source"] == {"component": "default-scheduler"}
     assert ev["reportingComponent"] == "default-scheduler"
@@ -330,8 +376,9 @@ async def test_event_recorder_counts_repeats(client: Client, server: FakeAPIServ
     for _ in range(3):
         await recorder.record(node, "Warning", "Rebooted", "node rebooted")
     await recorder.record(node, "Normal", "Ready", "node is ready")
-    events = sorted(server.objects[registry.lookup("", "v1", "events")].values(),
-                    key=lambda e: e["reason"])
+    events = sorted(
+        server.objects[registry.lookup("", "v1", "events")].values(), key=lambda e: e["reason"]
+    )
     assert [(e["reason"], e["count"]) for e in events] == [("Ready", 1), ("Rebooted", 3)]
     assert events[1]["metadata"]["namespace"] == "default"  # cluster-scoped object
     assert events[1]["source"] == {"component": "kubelet", "host": "n1"}

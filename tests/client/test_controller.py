@@ -32,12 +32,26 @@ def rs(name: str, uid: str) -> dict:
     return {"metadata": {"name": name, "namespace": "default", "uid": uid}}
 
 
-def owned_pod(name: str, owner: str | None = None, uid: str = "u1", *, kind: str = "ReplicaSet",
-              controller: bool = True, deleting: bool = False) -> dict:
+def owned_pod(
+    name: str,
+    owner: str | None = None,
+    uid: str = "u1",
+    *,
+    kind: str = "ReplicaSet",
+    controller: bool = True,
+    deleting: bool = False,
+) -> dict:
     meta: dict = {"name": name, "namespace": "default"}
     if owner:
-        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": kind, "name": owner,
-                                    "uid": uid, "controller": controller}]
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": "apps/v1",
+                "kind": kind,
+                "name": owner,
+                "uid": uid,
+                "controller": controller,
+            }
+        ]
     if deleting:
         meta["deletionTimestamp"] = "2025-01-01T00:00:00Z"
     return {"metadata": meta}
@@ -54,8 +68,11 @@ class Recording(Controller):
         self.orphans: list[str] = []
         self.rs = self.watch(FakeInformer(RS))
         self.pods = self.watch_owned(
-            FakeInformer(POD), owner=self.rs, owner_kind="ReplicaSet",
-            expectations=self.expectations, on_orphan=self._orphan,
+            FakeInformer(POD),
+            owner=self.rs,
+            owner_kind="ReplicaSet",
+            expectations=self.expectations,
+            on_orphan=self._orphan,
         )
 
     def _orphan(self, obj: dict) -> list[str]:
@@ -93,8 +110,14 @@ async def until(cond: Callable[[], bool]) -> None:
         (owned_pod("p", "web", "u1", controller=False), []),
         (owned_pod("p"), []),
     ],
-    ids=["controlled by a known owner", "owner recreated with a new uid", "another kind",
-         "owner not in cache", "not the controller ref", "orphan"],
+    ids=[
+        "controlled by a known owner",
+        "owner recreated with a new uid",
+        "another kind",
+        "owner not in cache",
+        "not the controller ref",
+        "orphan",
+    ],
 )
 async def test_owned_objects_map_to_their_controller(pod: dict, queued: list[str]) -> None:
     c = Recording()
@@ -253,8 +276,13 @@ def calls_failing_at(fail_at: set[int]) -> tuple[list[int], Callable[[], Awaitab
         (10, 1, {0}, 1, 0),
         (5, 2, {3}, 5, 4),
     ],
-    ids=["all succeed in 1+2+4+3", "nothing to do", "stops after the batch of 4",
-         "first call fails", "initial batch of 2"],
+    ids=[
+        "all succeed in 1+2+4+3",
+        "nothing to do",
+        "stops after the batch of 4",
+        "first call fails",
+        "initial batch of 2",
+    ],
 )
 async def test_slow_start_batch(count, initial, fail_at, calls, successes) -> None:
     log, fn = calls_failing_at(fail_at)

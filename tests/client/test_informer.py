@@ -44,7 +44,7 @@ class Recorder:
     def _note(self, kind: str, obj: dict, old: dict | None = None) -> None:
         detail = obj.get("spec", {}).get("v", "")
         if old is not None:
-            detail = f'{old.get("spec", {}).get("v", "")}->{detail}'
+            detail = f"{old.get('spec', {}).get('v', '')}->{detail}"
         self.events.append((kind, object_key(obj), str(detail)))
 
     async def wait_for(self, count: int) -> list[tuple[str, str, str]]:
@@ -117,8 +117,11 @@ async def test_list_then_watch_fills_cache_and_calls_handlers(client, server) ->
     server.put(POD, pod("c"))
     server.remove(POD, "default", "b")
     await rec.wait_for(5)
-    assert rec.events[2:] == [("update", "default/a", "1->2"), ("add", "default/c", "1"),
-                              ("delete", "default/b", "1")]
+    assert rec.events[2:] == [
+        ("update", "default/a", "1->2"),
+        ("add", "default/c", "1"),
+        ("delete", "default/b", "1"),
+    ]
     assert sorted(o["metadata"]["name"] for o in informer.list()) == ["a", "c"]
     assert [o["metadata"]["name"] for o in informer.by_index("node", "n2")] == ["a"]
     assert informer.by_index("node", "n1") == []
@@ -179,8 +182,11 @@ async def test_relists_on_410_and_synthesizes_deletes(client, server) -> None:
     server.put(POD, pod("stays", "2"))
     server.compact()
     await rec.wait_for(5)
-    assert sorted(rec.events[2:]) == [("add", "default/new", "1"), ("delete", "default/goes", "last"),
-                                      ("update", "default/stays", "1->2")]
+    assert sorted(rec.events[2:]) == [
+        ("add", "default/new", "1"),
+        ("delete", "default/goes", "last"),
+        ("update", "default/stays", "1->2"),
+    ]
     assert sorted(informer.cache.keys()) == ["default/new", "default/stays"]
     lists = [r for r in server.requests if r[0] == "GET" and "watch" not in r[2]]
     assert len(lists) == 2
@@ -235,8 +241,11 @@ async def test_resync_redelivers_cached_objects_as_updates(client, server) -> No
 async def test_selectors_and_namespace_are_passed_through(client, server) -> None:
     server.put(POD, pod("a", ns="one"))
     server.put(POD, pod("b", ns="two"))
-    informer = await running(make_informer(client, namespace="two", label_selector="app=x",
-                                           field_selector="metadata.name=b"))
+    informer = await running(
+        make_informer(
+            client, namespace="two", label_selector="app=x", field_selector="metadata.name=b"
+        )
+    )
     assert informer.cache.keys() == ["two/b"]
     await server.wait_for_watchers()
     method, path, query, _ = server.requests[-1]

@@ -28,8 +28,10 @@ def kubeconfig(cluster: dict, user: dict, *, namespace: str | None = None) -> di
         "apiVersion": "v1",
         "kind": "Config",
         "current-context": "main",
-        "contexts": [{"name": "other", "context": {"cluster": "x", "user": "x"}},
-                     {"name": "main", "context": ctx}],
+        "contexts": [
+            {"name": "other", "context": {"cluster": "x", "user": "x"}},
+            {"name": "main", "context": ctx},
+        ],
         "clusters": [{"name": "c", "cluster": cluster}],
         "users": [{"name": "u", "user": user}],
     }
@@ -50,8 +52,13 @@ def test_inline_data_and_token(tmp_path: Path) -> None:
     )
     cfg = load_kubeconfig(write(tmp_path, doc))
     assert cfg == ClientConfig(
-        server="https://127.0.0.1:6443", ca_data=cert, token="abc", cert_data=cert,
-        key_data=key, insecure=False, namespace="team",
+        server="https://127.0.0.1:6443",
+        ca_data=cert,
+        token="abc",
+        cert_data=cert,
+        key_data=key,
+        insecure=False,
+        namespace="team",
     )
     ctx = cfg.ssl_context()
     assert ctx is not None and ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
@@ -61,8 +68,9 @@ def test_file_references_resolve_relative_to_the_kubeconfig(tmp_path: Path) -> N
     cert, _ = self_signed()
     (tmp_path / "ca.crt").write_bytes(cert)
     (tmp_path / "tok").write_text("from-file\n")
-    doc = kubeconfig({"server": "https://h:1", "certificate-authority": "ca.crt"},
-                     {"tokenFile": "tok"})
+    doc = kubeconfig(
+        {"server": "https://h:1", "certificate-authority": "ca.crt"}, {"tokenFile": "tok"}
+    )
     cfg = load_kubeconfig(write(tmp_path, doc))
     assert (cfg.ca_data, cfg.token, cfg.namespace) == (cert, "from-file", "default")
 
@@ -104,8 +112,9 @@ def test_in_cluster_reads_the_service_account(tmp_path: Path, monkeypatch) -> No
     (tmp_path / "ca.crt").write_bytes(b"CA")
     (tmp_path / "namespace").write_text("kube-system")
     cfg = in_cluster_config(sa_dir=tmp_path)
-    assert cfg == ClientConfig(server="https://10.96.0.1:443", ca_data=b"CA",
-                               token="sa-token", namespace="kube-system")
+    assert cfg == ClientConfig(
+        server="https://10.96.0.1:443", ca_data=b"CA", token="sa-token", namespace="kube-system"
+    )
 
 
 def test_in_cluster_needs_the_environment(monkeypatch) -> None:

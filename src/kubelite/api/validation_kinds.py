@@ -15,6 +15,7 @@ from kubelite.api.validation_values import (
     check_enum,
     check_nonnegative,
     duplicate,
+    each,
     forbidden,
     int_or_percent,
     invalid,
@@ -25,9 +26,11 @@ from kubelite.api.validation_values import (
     is_ip,
     is_port_name,
     is_port_num,
+    is_qualified_name,
     not_supported,
     parse_quantity,
     required,
+    strs,
     too_long,
 )
 
@@ -54,10 +57,10 @@ def validate_service(obj: dict[str, Any], out: list[Cause]) -> None:
     elif not ports and cluster_ip != "None":
         out.append(required("spec.ports"))
     names: set[str] = set()
-    for i, port in enumerate(ports):
+    for i, port in each(ports):
         _service_port(port, f"spec.ports[{i}]", stype, len(ports) > 1, names, out)
     ips = spec.get("clusterIPs") or []
-    for i, ip in enumerate(ips):
+    for i, ip in strs(ips):
         if ip != "None" and not is_ip(ip):
             out.append(invalid(f"spec.clusterIPs[{i}]", ip, IP_MSG))
     if cluster_ip and ips and ips[0] != cluster_ip:
@@ -74,7 +77,7 @@ def validate_service(obj: dict[str, Any], out: list[Cause]) -> None:
             check_enum(etp, "spec.externalTrafficPolicy", ("Cluster", "Local"), out)
     check_enum(spec.get("internalTrafficPolicy"), "spec.internalTrafficPolicy", ("Cluster", "Local"), out)
     check_enum(spec.get("ipFamilyPolicy"), "spec.ipFamilyPolicy", ("SingleStack", "PreferDualStack", "RequireDualStack"), out)
-    for i, family in enumerate(spec.get("ipFamilies") or ()):
+    for i, family in strs(spec.get("ipFamilies")):
         check_enum(family, f"spec.ipFamilies[{i}]", ("IPv4", "IPv6"), out)
 
 
@@ -116,13 +119,13 @@ def validate_ingress(obj: dict[str, Any], out: list[Cause]) -> None:
         _ingress_backend(spec["defaultBackend"], "spec.defaultBackend", out)
     elif not spec.get("rules"):
         out.append(invalid("spec", GoRepr("[]networking.IngressRule(nil)"), "either `defaultBackend` or `rules` must be specified"))
-    for i, rule in enumerate(spec.get("rules") or ()):
+    for i, rule in each(spec.get("rules")):
         rpath = f"spec.rules[{i}]"
         host = rule.get("host")
         if host:
             check = host[2:] if host.startswith("*.") else host
             out.extend(invalid(f"{rpath}.host", host, m) for m in is_dns1123_subdomain(check))
-        for j, p in enumerate((rule.get("http") or {}).get("paths") or ()):
+        for j, p in each((rule.get("http") or {}).get("paths")):
             ppath = f"{rpath}.http.paths[{j}]"
             ptype = p.get("pathType")
             if ptype is not None and ptype not in PATH_TYPES:
@@ -227,11 +230,11 @@ def validate_lease(obj: dict[str, Any], out: list[Cause]) -> None:
 def validate_node(obj: dict[str, Any], out: list[Cause]) -> None:
     spec = obj.get("spec") or {}
     cidrs = spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else [])
-    for i, cidr in enumerate(cidrs):
+    for i, cidr in strs(cidrs):
         if not is_cidr(cidr):
             out.append(invalid(f"spec.podCIDRs[{i}]", cidr, "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"))
     seen: set[tuple[str, str]] = set()
-    for i, taint in enumerate(spec.get("taints") or ()):
+    for i, taint in each(spec.get("taints")):
         key, effect = taint.get("key") or "", taint.get("effect") or ""
         if effect:
             check_enum(effect, f"spec.taints[{i}].effect", TAINT_EFFECTS, out)
@@ -254,7 +257,7 @@ def _access_modes(modes: Any, path: str, out: list[Cause], detail: str = "") -> 
     if not modes:
         out.append(required(path, detail))
         return
-    for mode in modes:
+    for _, mode in strs(modes):
         if mode not in ACCESS_MODES:
             out.append(not_supported(path, mode, ACCESS_MODES))
     if "ReadWriteOncePod" in modes and len(modes) > 1:
@@ -275,7 +278,7 @@ def validate_pv(obj: dict[str, Any], out: list[Cause]) -> None:
     if not capacity:
         out.append(required("spec.capacity"))
     elif "storage" not in capacity or len(capacity) > 1:
-        out.append(not_supported("spec.capacity", GoRepr(str(capacity)), ("storage",)))
+        out.append(not_supported("spec.capacity", GoRepr("core.ResourceList{" + ", ".join(f'"{k}"' for k in capacity) + "}"), ("storage",)))
     _access_modes(spec.get("accessModes"), "spec.accessModes", out)
     check_enum(spec.get("persistentVolumeReclaimPolicy"), "spec.persistentVolumeReclaimPolicy", ("Delete", "Recycle", "Retain"), out)
     check_enum(spec.get("volumeMode"), "spec.volumeMode", ("Block", "Filesystem"), out)
@@ -313,7 +316,7 @@ def validate_priorityclass(obj: dict[str, Any], out: list[Cause]) -> None:
 def validate_storageclass(obj: dict[str, Any], out: list[Cause]) -> None:
     provisioner = obj.get("provisioner")
     if provisioner:
-        out.extend(invalid("provisioner", provisioner, m) for m in is_dns1123_subdomain(provisioner.lower()))
+        out.extend(invalid("provisioner", provisioner, m) for m in is_qualified_name(provisioner.lower()))
     check_enum(obj.get("reclaimPolicy"), "reclaimPolicy", ("Delete", "Retain"), out)
     check_enum(obj.get("volumeBindingMode"), "volumeBindingMode", ("Immediate", "WaitForFirstConsumer"), out)
 
@@ -321,27 +324,27 @@ def validate_storageclass(obj: dict[str, Any], out: list[Cause]) -> None:
 def validate_endpointslice(obj: dict[str, Any], out: list[Cause]) -> None:
     family = obj.get("addressType")
     check_enum(family, "addressType", ("IPv4", "IPv6", "FQDN"), out)
-    for i, ep in enumerate(obj.get("endpoints") or ()):
+    for i, ep in each(obj.get("endpoints")):
         addresses = ep.get("addresses") or []
         if not addresses:
             out.append(required(f"endpoints[{i}].addresses", "must contain at least 1 address"))
-        for j, addr in enumerate(addresses):
+        for j, addr in strs(addresses):
             if family in ("IPv4", "IPv6") and not is_ip(addr):
                 out.append(invalid(f"endpoints[{i}].addresses[{j}]", addr, IP_MSG))
-    for i, port in enumerate(obj.get("ports") or ()):
+    for i, port in each(obj.get("ports")):
         check_enum(port.get("protocol"), f"ports[{i}].protocol", PROTOCOLS, out)
         if isinstance(port.get("port"), int):
             out.extend(invalid(f"ports[{i}].port", port["port"], m) for m in is_port_num(port["port"]))
 
 
 def validate_endpoints(obj: dict[str, Any], out: list[Cause]) -> None:
-    for i, subset in enumerate(obj.get("subsets") or ()):
+    for i, subset in each(obj.get("subsets")):
         for kind in ("addresses", "notReadyAddresses"):
-            for j, addr in enumerate(subset.get(kind) or ()):
+            for j, addr in each(subset.get(kind)):
                 ip = addr.get("ip")
                 if ip and not is_ip(ip):
                     out.append(invalid(f"subsets[{i}].{kind}[{j}].ip", ip, IP_MSG))
-        for j, port in enumerate(subset.get("ports") or ()):
+        for j, port in each(subset.get("ports")):
             check_enum(port.get("protocol"), f"subsets[{i}].ports[{j}].protocol", PROTOCOLS, out)
             if isinstance(port.get("port"), int):
                 out.extend(invalid(f"subsets[{i}].ports[{j}].port", port["port"], m) for m in is_port_num(port["port"]))
@@ -363,6 +366,6 @@ def validate_pdb(obj: dict[str, Any], out: list[Cause]) -> None:
 
 
 def validate_namespace(obj: dict[str, Any], out: list[Cause]) -> None:
-    for i, fin in enumerate((obj.get("spec") or {}).get("finalizers") or ()):
+    for i, fin in strs((obj.get("spec") or {}).get("finalizers")):
         if "/" not in fin and fin != "kubernetes":
             out.append(invalid(f"spec.finalizers[{i}]", fin, "name is neither a standard finalizer name nor is it fully qualified"))

@@ -8,6 +8,7 @@ from typing import Any
 from kubelite.api.errors import Cause
 from kubelite.api.validation_values import (
     check_nonnegative,
+    each,
     forbidden,
     invalid,
     is_dns1035_label,
@@ -16,6 +17,7 @@ from kubelite.api.validation_values import (
     is_label_value,
     is_qualified_name,
     required,
+    strs,
     too_long,
 )
 
@@ -91,7 +93,7 @@ def validate_object_meta(
     check_nonnegative(meta.get("generation"), f"{path}.generation", out)
     validate_labels(meta.get("labels"), f"{path}.labels", out)
     validate_annotations(meta.get("annotations"), f"{path}.annotations", out)
-    for i, fin in enumerate(meta.get("finalizers") or ()):
+    for i, fin in strs(meta.get("finalizers")):
         _validate_finalizer(fin, f"{path}.finalizers[{i}]", out)
 
 
@@ -121,7 +123,7 @@ def validate_label_selector(selector: Any, path: str, out: list[Cause]) -> bool:
         return False
     start = len(out)
     validate_labels(selector.get("matchLabels"), f"{path}.matchLabels", out)
-    for i, expr in enumerate(selector.get("matchExpressions") or ()):
+    for i, expr in each(selector.get("matchExpressions")):
         epath = f"{path}.matchExpressions[{i}]"
         op = expr.get("operator")
         values = expr.get("values") or ()
@@ -152,7 +154,7 @@ def selector_matches(selector: dict[str, Any], labels: dict[str, str] | None) ->
     for key, value in (selector.get("matchLabels") or {}).items():
         if labels.get(key) != value:
             return False
-    for expr in selector.get("matchExpressions") or ():
+    for _, expr in each(selector.get("matchExpressions")):
         key, op = expr.get("key"), expr.get("operator")
         values = expr.get("values") or ()
         present = key in labels

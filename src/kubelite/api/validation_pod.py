@@ -10,6 +10,7 @@ from kubelite.api.validation_values import (
     check_enum,
     check_nonnegative,
     duplicate,
+    each,
     forbidden,
     go_value,
     invalid,
@@ -37,13 +38,13 @@ _PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 def validate_pod_spec(spec: Any, path: str, out: list[Cause]) -> None:
     if not isinstance(spec, dict):
         return
-    volumes = _validate_volumes(spec.get("volumes") or (), f"{path}.volumes", out)
+    volumes = _validate_volumes(spec.get("volumes"), f"{path}.volumes", out)
     containers = spec.get("containers")
     if not containers:
         out.append(required(f"{path}.containers"))
     names: set[str] = set()
     for group in ("initContainers", "containers"):
-        for i, c in enumerate(spec.get(group) or ()):
+        for i, c in each(spec.get(group)):
             _validate_container(c, f"{path}.{group}[{i}]", names, volumes, group == "containers", out)
     restart = spec.get("restartPolicy")
     if restart is not None and restart not in RESTART_POLICIES:
@@ -68,13 +69,13 @@ def validate_pod_spec(spec: Any, path: str, out: list[Cause]) -> None:
         for msg in is_dns1123_label(subdomain):
             out.append(invalid(f"{path}.subdomain", subdomain, msg))
     validate_labels(spec.get("nodeSelector"), f"{path}.nodeSelector", out)
-    for i, tol in enumerate(spec.get("tolerations") or ()):
+    for i, tol in each(spec.get("tolerations")):
         _validate_toleration(tol, f"{path}.tolerations[{i}]", out)
 
 
 def _validate_volumes(volumes: Any, path: str, out: list[Cause]) -> set[str]:
     names: set[str] = set()
-    for i, vol in enumerate(volumes):
+    for i, vol in each(volumes):
         name = vol.get("name")
         if not name:
             continue  # the schema walk reported it
@@ -107,9 +108,9 @@ def _validate_container(
         TERMINATION_MESSAGE_POLICIES, out,
     )
     port_names: set[str] = set()
-    for i, port in enumerate(c.get("ports") or ()):
+    for i, port in each(c.get("ports")):
         _validate_container_port(port, f"{path}.ports[{i}]", port_names, out)
-    for i, env in enumerate(c.get("env") or ()):
+    for i, env in each(c.get("env")):
         if not env.get("name"):
             continue
         if env.get("value") and env.get("valueFrom"):
@@ -117,7 +118,7 @@ def _validate_container(
                 f"{path}.env[{i}].valueFrom", "",
                 "may not be specified when `value` is not empty",
             ))
-    for i, mount in enumerate(c.get("volumeMounts") or ()):
+    for i, mount in each(c.get("volumeMounts")):
         mname = mount.get("name")
         if mname and mname not in volumes:
             out.append(not_found(f"{path}.volumeMounts[{i}].name", mname))
@@ -156,19 +157,19 @@ def _validate_resources(res: Any, path: str, out: list[Cause]) -> None:
     if not isinstance(res, dict):
         return
     limits = res.get("limits") or {}
-    requests = res.get("requests") or {}
     parsed_limits = {}
-    for kind, values in (("limits", limits), ("requests", requests)):
-        for name, raw in values.items():
-            q = parse_quantity(raw)
-            if q is not None and q < 0:
-                out.append(invalid(f"{path}.{kind}[{name}]", str(raw), "must be greater than or equal to 0"))
-            if kind == "limits":
-                parsed_limits[name] = q
-    for name, raw in requests.items():
-        limit = parsed_limits.get(name)
+    for name, raw in limits.items():
+        q = parsed_limits[name] = parse_quantity(raw)
+        if q is not None and q < 0:
+            out.append(invalid(f"{path}.limits[{name}]", str(raw), "must be greater than or equal to 0"))
+    for name, raw in (res.get("requests") or {}).items():
         q = parse_quantity(raw)
-        if limit is not None and q is not None and q > limit:
+        if q is None:
+            continue
+        if q < 0:
+            out.append(invalid(f"{path}.requests[{name}]", str(raw), "must be greater than or equal to 0"))
+        limit = parsed_limits.get(name)
+        if limit is not None and q > limit:
             out.append(invalid(
                 f"{path}.requests[{name}]", str(raw),
                 f"must be less than or equal to {name} limit of {limits[name]}",

@@ -27,8 +27,8 @@ from kubelite.api.errors import Cause
 from kubelite.api.validation_values import (
     FIELD_TYPE_INVALID,
     QUANTITY_MSG,
+    is_quantity,
     not_supported,
-    parse_quantity,
     required,
 )
 
@@ -203,6 +203,9 @@ def _walk(node: _Node, value: Any, path: str, owner: str, found: SchemaFindings)
             for i, item in enumerate(value):
                 if item is not None:
                     _walk(items, item, f"{path}[{i}]", owner, found)
+                else:
+                    # Go decodes null into a zero struct, whose required fields are then missing.
+                    found.causes.extend(required(f"{path}[{i}].{name}") for name in items.required)
     elif code == _MAP:
         if vtype is not dict:
             _decode_error(found, node, value, path, owner)
@@ -219,7 +222,7 @@ def _walk(node: _Node, value: Any, path: str, owner: str, found: SchemaFindings)
         if vtype is not str and vtype is not int:
             _decode_error(found, node, value, path, owner)
     elif code == _QTY:
-        if parse_quantity(value) is None:
+        if not is_quantity(value):
             found.decode.append(Cause(FIELD_TYPE_INVALID, QUANTITY_MSG, path))
     elif code == _NUM:
         if vtype is not int and vtype is not float:

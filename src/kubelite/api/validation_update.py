@@ -102,7 +102,7 @@ def _pod(new: dict[str, Any], old: dict[str, Any], out: list[Cause]) -> None:
         munged["terminationGracePeriodSeconds"] = old_grace
     tolerations, old_tolerations = spec.get("tolerations") or [], old_spec.get("tolerations") or []
     if tolerations != old_tolerations:
-        if all(_has_toleration(tolerations, t) for t in old_tolerations):
+        if all(not isinstance(t, dict) or _has_toleration(tolerations, t) for t in old_tolerations):
             munged["tolerations"] = old_tolerations
         else:
             out.append(forbidden("spec.tolerations", "existing toleration can not be modified except its tolerationSeconds"))
@@ -119,7 +119,7 @@ def _has_toleration(tolerations: list[Any], old: dict[str, Any]) -> bool:
         return (t.get("key") or "", t.get("operator") or "Equal", t.get("value") or "", t.get("effect") or "")
 
     for t in tolerations:
-        if key(t) == key(old):
+        if isinstance(t, dict) and key(t) == key(old):
             seconds, old_seconds = t.get("tolerationSeconds"), old.get("tolerationSeconds")
             if seconds == old_seconds or (old_seconds is not None and seconds is not None and seconds <= old_seconds):
                 return True

@@ -6,6 +6,7 @@ because kubectl users grep for them and tests of client tools compare them.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -80,6 +81,22 @@ class GoRepr:
 
 def _render(value: Any) -> str:
     return value.text if isinstance(value, GoRepr) else go_value(value)
+
+
+# ---------------------------------------------------------------- iteration
+
+
+def each(value: Any) -> list[tuple[int, dict[str, Any]]]:
+    """(index, item) of the object items of a list; JSON nulls and junk are skipped."""
+    if not isinstance(value, list):
+        return []
+    return [(i, v) for i, v in enumerate(value) if isinstance(v, dict)]
+
+
+def strs(value: Any) -> list[tuple[int, str]]:
+    if not isinstance(value, list):
+        return []
+    return [(i, v) for i, v in enumerate(value) if isinstance(v, str)]
 
 
 # ---------------------------------------------------------------- causes
@@ -319,10 +336,18 @@ def int_or_percent(value: Any, path: str, out: list[Cause]) -> int | None:
 QUANTITY_MSG = (
     "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
 )
-_QUANTITY = re.compile(r"([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+))(.*)")
+_QUANTITY = re.compile(
+    r"([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?"
+)
 _BIN = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DEC = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
-_EXP = re.compile(r"[eE]([+-]?[0-9]+)")
+_DEC = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+
+
+def is_quantity(value: Any) -> bool:
+    """Whether resource.Quantity's JSON decoding accepts the value (cheaper than parsing)."""
+    if isinstance(value, str):
+        return _QUANTITY.fullmatch(value.strip()) is not None
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def parse_quantity(value: Any) -> Fraction | None:
@@ -331,18 +356,20 @@ def parse_quantity(value: Any) -> Fraction | None:
         return None
     if isinstance(value, (int, float)):
         return Fraction(value)
-    if not isinstance(value, str):
-        return None
+    return _parse_quantity_str(value) if isinstance(value, str) else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_quantity_str(value: str) -> Fraction | None:
     m = _QUANTITY.fullmatch(value.strip())
     if not m:
         return None
     number = Fraction(m.group(1))
     suffix = m.group(2)
+    if not suffix:
+        return number
     if suffix in _BIN:
         return number * _BIN[suffix]
     if suffix in _DEC:
         return number * Fraction(10) ** _DEC[suffix]
-    exp = _EXP.fullmatch(suffix)
-    if exp:
-        return number * Fraction(10) ** int(exp.group(1))
-    return None
+    return number * Fraction(10) ** int(suffix[1:])

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from kubelite.api.errors import Cause
+from kubelite.api.validation_kinds import pvc_spec
 from kubelite.api.validation_meta import (
     CRONJOB_NAME_MAX,
     selector_is_empty,
@@ -18,6 +19,7 @@ from kubelite.api.validation_values import (
     GoRepr,
     check_enum,
     check_nonnegative,
+    each,
     forbidden,
     go_label_selector,
     int_or_percent,
@@ -117,7 +119,7 @@ def validate_statefulset(obj: dict[str, Any], out: list[Cause]) -> None:
     strategy = spec.get("updateStrategy") or {}
     stype = strategy.get("type")
     if stype is not None and stype not in ("RollingUpdate", "OnDelete"):
-        out.append(invalid("spec.updateStrategy", GoRepr(f"apps.StatefulSetUpdateStrategy{{Type:{stype!r}}}".replace("'", '"')), "must be 'RollingUpdate' or 'OnDelete'"))
+        out.append(invalid("spec.updateStrategy", GoRepr(f'apps.StatefulSetUpdateStrategy{{Type:"{stype}"}}'), "must be 'RollingUpdate' or 'OnDelete'"))
     rolling = strategy.get("rollingUpdate")
     if stype == "OnDelete" and rolling is not None:
         out.append(invalid("spec.updateStrategy.rollingUpdate", GoRepr("apps.RollingUpdateStatefulSetStrategy{...}"), "only allowed for updateStrategy 'RollingUpdate'"))
@@ -130,6 +132,10 @@ def validate_statefulset(obj: dict[str, Any], out: list[Cause]) -> None:
     if (template.get("spec") or {}).get("activeDeadlineSeconds") is not None:
         out.append(invalid("spec.template.spec.activeDeadlineSeconds", template["spec"]["activeDeadlineSeconds"], "must not be specified"))
     _selector(spec, template, "spec", "statefulset", out)
+    # Checked here so that a bad claim fails the StatefulSet, not each PVC the controller creates.
+    for i, claim in each(spec.get("volumeClaimTemplates")):
+        validate_template_meta(claim.get("metadata"), f"spec.volumeClaimTemplates[{i}].metadata", out)
+        pvc_spec(claim.get("spec") or {}, f"spec.volumeClaimTemplates[{i}].spec", out)
 
 
 def validate_daemonset(obj: dict[str, Any], out: list[Cause]) -> None:

@@ -6,6 +6,8 @@ import argparse
 import asyncio
 from pathlib import Path
 
+from kubelite.client import Client, load_kubeconfig
+from kubelite.controllers.manager import ControllerManager
 from kubelite.server.app import APIServer, ServerConfig
 from kubelite.store.sqlite import SqliteStore
 
@@ -41,9 +43,12 @@ async def run(args: argparse.Namespace) -> int:
         server = APIServer(config, SqliteStore(args.data_dir / "state.db"))
         async with server:
             assert server.credentials is not None
-            print(f"kubelite API server on https://{host}:{port}", flush=True)
-            print(f"export KUBECONFIG={server.credentials.kubeconfig}", flush=True)
-            await stop.wait()
+            kubeconfig = server.credentials.kubeconfig
+            async with Client(load_kubeconfig(kubeconfig), user_agent="kubelite-controllers"
+                              ) as client, ControllerManager(client):
+                print(f"kubelite API server on https://{host}:{port}", flush=True)
+                print(f"export KUBECONFIG={kubeconfig}", flush=True)
+                await stop.wait()
         return 0
 
     return await run_until_signalled(serve)

@@ -202,7 +202,12 @@ class Client:
             raise TransportError(f"{method} {path}: {type(e).__name__}: {e}") from e
 
     async def get(
-        self, res: Resource, name: str, namespace: str | None = None, *, subresource: str | None = None
+        self,
+        res: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        subresource: str | None = None,
     ) -> dict[str, Any]:
         path = resource_path(
             res, namespace=self._ns(res, namespace), name=name, subresource=subresource
@@ -381,7 +386,9 @@ class Client:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=read)
         path = resource_path(res, namespace=namespace)
         try:
-            async with self._http().get(self._base + path, params=_query(params), timeout=timeout) as resp:
+            async with self._http().get(
+                self._base + path, params=_query(params), timeout=timeout
+            ) as resp:
                 if resp.status >= 300:
                     raise _error(resp, await resp.read())
                 async for line in _lines(resp.content):
@@ -405,7 +412,9 @@ class Client:
         if meta.get("uid"):
             binding["metadata"]["uid"] = meta["uid"]
         path = resource_path(
-            CORE_POD, namespace=self._ns(CORE_POD, None, pod), name=meta["name"],
+            CORE_POD,
+            namespace=self._ns(CORE_POD, None, pod),
+            name=meta["name"],
             subresource="binding",
         )
         await self.request("POST", path, body=binding)
@@ -423,8 +432,13 @@ class Client:
     ) -> dict[str, Any]:
         """Write a core/v1 Event about `involved` as client-go's event recorder does."""
         event = make_event(
-            involved, reason=reason, message=message, type=type, component=component,
-            host=host, field_path=field_path,
+            involved,
+            reason=reason,
+            message=message,
+            type=type,
+            component=component,
+            host=host,
+            field_path=field_path,
         )
         return await self.create(CORE_EVENT, event)
 

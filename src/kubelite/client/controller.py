@@ -89,9 +89,7 @@ class Controller:
             if key is not None:
                 self.queue.add(key)
 
-        informer.add_handlers(
-            on_add=put, on_update=lambda old, new: put(new), on_delete=put
-        )
+        informer.add_handlers(on_add=put, on_update=lambda old, new: put(new), on_delete=put)
         self._track(informer)
         return informer
 

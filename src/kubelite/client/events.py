@@ -107,8 +107,15 @@ class EventRecorder:
 
         ref = object_reference(involved, field_path=field_path)
         identity = (
-            ref.get("kind"), ref.get("namespace"), ref.get("name"), ref.get("uid"),
-            ref.get("apiVersion"), field_path, type, reason, message,
+            ref.get("kind"),
+            ref.get("namespace"),
+            ref.get("name"),
+            ref.get("uid"),
+            ref.get("apiVersion"),
+            field_path,
+            type,
+            reason,
+            message,
         )
         try:
             seen = self._seen.get(identity)
@@ -124,8 +131,13 @@ class EventRecorder:
                 except NotFound:
                     self._seen.pop(identity, None)
             event = make_event(
-                involved, reason=reason, message=message, type=type,
-                component=self.component, host=self.host, field_path=field_path,
+                involved,
+                reason=reason,
+                message=message,
+                type=type,
+                component=self.component,
+                host=self.host,
+                field_path=field_path,
             )
             created = await self.client.create(CORE_EVENT, event)
             meta = created.get("metadata") or event["metadata"]

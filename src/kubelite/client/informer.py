@@ -250,6 +250,9 @@ class Informer:
                 self._rv = None
             except ClientError as e:
                 log.warning("informer %s: %s", self._name, e)
+            except Exception:
+                # A malformed answer must not end the informer: log it and retry.
+                log.exception("informer %s: unexpected error", self._name)
             # As client-go: a watch that ends at once without events counts as a
             # failure, so that a server closing every watch cannot make us spin.
             if self._watch_events or (clean and loop.time() - started >= 1.0):
@@ -366,8 +369,12 @@ class InformerFactory:
         inf = self._informers.get(key)
         if inf is None:
             inf = Informer(
-                self.client, res, namespace=namespace, label_selector=label_selector,
-                field_selector=field_selector, resync=self.resync,
+                self.client,
+                res,
+                namespace=namespace,
+                label_selector=label_selector,
+                field_selector=field_selector,
+                resync=self.resync,
             )
             self._informers[key] = inf
         if indexers:

@@ -13,7 +13,6 @@ renew_deadline it stops leading. Cancelled while leading, it releases the lease
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -98,9 +97,8 @@ class LeaderElector:
         finally:
             for task in (work, renew):
                 task.cancel()
-            for task in (work, renew):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # wait() rather than await: the work's own exception is already on its way out.
+            await asyncio.wait((work, renew))
             # A lost lease is not ours to release: another may hold it already.
             if self.release_on_cancel and not lost and self.is_leader:
                 await asyncio.shield(self.release())
@@ -181,13 +179,16 @@ class LeaderElector:
             if spec.get("holderIdentity") != self.identity:
                 return
             now = _micro_time()
-            await self._write(lease, {
-                "holderIdentity": "",
-                "leaseDurationSeconds": 1,
-                "acquireTime": now,
-                "renewTime": now,
-                "leaseTransitions": spec.get("leaseTransitions") or 0,
-            })
+            await self._write(
+                lease,
+                {
+                    "holderIdentity": "",
+                    "leaseDurationSeconds": 1,
+                    "acquireTime": now,
+                    "renewTime": now,
+                    "leaseTransitions": spec.get("leaseTransitions") or 0,
+                },
+            )
         except ClientError as e:
             log.warning("%s: releasing lease %s failed: %s", self.identity, self.name, e)
 

@@ -6,7 +6,6 @@ write through the main resource or through /status may change, when
 
 from __future__ import annotations
 
-import base64
 import copy
 from typing import Any
 
@@ -32,19 +31,7 @@ def tracks_generation(res: Resource) -> bool:
     return res.plural in _GENERATION_KINDS
 
 
-def _fold_string_data(obj: dict[str, Any]) -> None:
-    """Secret.stringData is write-only: its values land base64-encoded in data."""
-    string_data = obj.pop("stringData", None)
-    if isinstance(string_data, dict):
-        data = obj.setdefault("data", {}) or {}
-        for key, value in string_data.items():
-            data[key] = base64.b64encode(str(value).encode()).decode()
-        obj["data"] = data
-
-
 def prepare_for_create(res: Resource, obj: dict[str, Any]) -> None:
-    if res.plural == "secrets":
-        _fold_string_data(obj)
     meta = obj.setdefault("metadata", {})
     for key in _SERVER_METADATA:
         meta.pop(key, None)
@@ -56,10 +43,6 @@ def prepare_for_create(res: Resource, obj: dict[str, Any]) -> None:
         # as the pod strategy does, except the QoS class it computes later.
         obj["status"] = {"phase": "Pending"}
     elif res.plural == "namespaces":
-        spec = obj.setdefault("spec", {})
-        finalizers = spec.setdefault("finalizers", [])
-        if "kubernetes" not in finalizers:
-            finalizers.append("kubernetes")
         obj["status"] = {"phase": "Active"}
     elif has_status(res) and res.plural not in ("nodes", "services", "persistentvolumes",
                                                  "persistentvolumeclaims"):
@@ -84,8 +67,6 @@ def prepare_for_update(
             out.pop("status", None)
         return out
     out = dict(new)
-    if res.plural == "secrets":
-        _fold_string_data(out)
     meta = dict(new.get("metadata") or {})
     old_meta = old["metadata"]
     for key in _SERVER_METADATA:

@@ -13,7 +13,12 @@ from kubelite.api.selectors import LabelSelector
 from kubelite.server import codec
 from kubelite.server.auth import authorize
 from kubelite.server.context import (
-    Target, ctx, dry_run, field_manager, field_validation, user_of,
+    Target,
+    ctx,
+    dry_run,
+    field_manager,
+    field_validation,
+    user_of,
 )
 from kubelite.server.objects import DeleteOptions, now_rfc3339, parse_rv
 from kubelite.server.writes import PATCH_TYPES, Writer, writer_of

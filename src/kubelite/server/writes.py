@@ -14,24 +14,28 @@ from typing import Any
 
 from aiohttp import web
 
-from kubelite.api import errors, patch as patches
+from kubelite.api import errors
+from kubelite.api import patch as patches
 from kubelite.api.apply import server_side_apply, update_managed_fields
 from kubelite.api.defaults import apply_defaults
 from kubelite.api.registry import Resource
 from kubelite.api.schemas import kind_schema
-from kubelite.api.validation import validate
+from kubelite.api.validation import to_api_error, validate
 from kubelite.server import codec, strategy
 from kubelite.server.admission import admit, admit_delete
 from kubelite.server.context import (
-    Target, ctx, dry_run, field_manager, field_validation, query_flag, query_int,
+    Target,
+    ctx,
+    dry_run,
+    field_manager,
+    field_validation,
+    query_flag,
+    query_int,
 )
 from kubelite.server.objects import DeleteOptions, Objects, now_rfc3339, parse_rv
 
 Obj = dict[str, Any]
 _RETRIES = 8
-# Cause reason the validator uses for unknown fields; kubectl expects those as a
-# 400 "strict decoding error", not as 422 Invalid.
-UNKNOWN_FIELD = "FieldValueUnknown"
 
 PATCH_TYPES = {
     "application/json-patch+json": "json",
@@ -60,12 +64,9 @@ def _check_type(res: Resource, obj: Obj) -> None:
 
 
 def _raise_invalid(res: Resource, obj: Obj, causes: list[errors.Cause]) -> None:
-    unknown = [c for c in causes if c.reason == UNKNOWN_FIELD]
-    if unknown:
-        raise errors.bad_request(
-            "strict decoding error: " + ", ".join(c.message for c in unknown)
-        )
-    raise errors.invalid(res.group, res.kind, obj["metadata"].get("name", ""), causes)
+    err = to_api_error(res, obj["metadata"].get("name", ""), causes)
+    if err is not None:
+        raise err
 
 
 def _warning_headers(warnings: list[str]) -> dict[str, str]:
@@ -229,9 +230,16 @@ class Writer:
                                      schema=schema, now=now_rfc3339())
 
         def checked(current: Obj) -> Obj:
+            current_rv = current["metadata"]["resourceVersion"]
             new = mutate(current)
             if not isinstance(new, dict) or not isinstance(new.get("metadata"), dict):
                 raise errors.bad_request("the patch did not produce an object")
+            if new["metadata"].get("resourceVersion", current_rv) != current_rv:
+                # A patch that names a resourceVersion makes itself conditional.
+                raise errors.conflict(
+                    t.res.group, t.res.plural, t.name or "",
+                    "the object has been modified; please apply your changes to the latest "
+                    "version and try again")
             new["metadata"]["name"] = t.name
             if t.res.namespaced:
                 new["metadata"]["namespace"] = t.namespace

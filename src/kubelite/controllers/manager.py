@@ -1,0 +1,51 @@
+"""The controller manager: every controller, as API clients sharing one informer factory.
+
+`kubelite server` runs it in-process against its own API server; `kubelite
+controller-manager` (a later issue) runs it alone. Either way it talks HTTPS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from kubelite.client import Client, InformerFactory
+from kubelite.controllers.garbagecollector import GarbageCollector
+from kubelite.controllers.namespace import NamespaceController
+from kubelite.controllers.serviceaccount import ServiceAccountController
+
+log = logging.getLogger(__name__)
+
+CONTROLLERS = (GarbageCollector, NamespaceController, ServiceAccountController)
+
+
+class ControllerManager:
+    """`async with ControllerManager(client):` runs every controller until exit."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.factory = InformerFactory(client)
+        self.controllers = [cls(client, self.factory) for cls in CONTROLLERS]
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self.factory.start()
+        self._tasks = [asyncio.create_task(c.run(), name=c.name) for c in self.controllers]
+
+    async def stop(self) -> None:
+        for controller in self.controllers:
+            controller.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.factory.stop()
+
+    async def __aenter__(self) -> ControllerManager:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
