@@ -167,6 +167,12 @@ class Objects:
         name = meta["name"]
         key = res.key(meta.get("namespace"), name)
         old_rv = old["metadata"]["resourceVersion"]
+        if expected_rv is not None and expected_rv != int(old_rv):
+            raise errors.conflict(
+                res.group, res.plural, name,
+                "the object has been modified; please apply your changes to the latest "
+                "version and try again",
+            )
         if meta.get("deletionTimestamp") and not _pending_finalizers(res, obj) and not (
             _awaits_kubelet(res, obj)
         ):
