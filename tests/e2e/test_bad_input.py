@@ -10,7 +10,8 @@ from urllib.error import HTTPError
 import orjson
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytestmark = pytest.mark.e2e
 
@@ -84,7 +85,7 @@ def test_status_codes(raw):
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text(max_size=8),
     lambda children: st.lists(children, max_size=4)
     | st.dictionaries(st.sampled_from(["metadata", "spec", "name", "data", "kind", "apiVersion",
                                        "containers", "labels", "replicas", "selector", "x"]),
