@@ -10,7 +10,11 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from kubelite.cli import server as server_cmd
+import importlib
+
+
+# Each module under kubelite.cli has `add_parser(subparsers)`, which binds `run`.
+SUBCOMMAND_MODULES = ("server",)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -30,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubelite", description="A small Kubernetes-compatible container orchestrator.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (server_cmd,):
-        p = module.add_parser(sub)
+    for name in SUBCOMMAND_MODULES:
+        p = importlib.import_module(f"kubelite.cli.{name}").add_parser(sub)
         _add_common(p)
     return parser
 
