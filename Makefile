@@ -4,14 +4,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APT_STAMP := $(VENV)/.apt-installed
-APT_PACKAGES := kubectl ca-certificates
+# Host parts kubelite drives for real (DESIGN.md, "Real parts, not mocks").
+APT_PACKAGES := ca-certificates iproute2 util-linux runc crun busybox-static skopeo \
+	docker-registry apache2-utils containernetworking-plugins nftables socat
 
 .PHONY: install run test lint clean
 
 install: $(STAMP)
 
-$(APT_STAMP):
-	@command -v kubectl >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -yq $(APT_PACKAGES))
+# kubectl is preinstalled on these machines; Debian's own kubernetes-client is the
+# fallback on a machine without it.
+$(APT_STAMP): Makefile
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	command -v kubectl >/dev/null || missing="$$missing kubernetes-client"; \
+	if [ -n "$$(echo $$missing)" ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -yq $$missing; \
+	fi
 	@mkdir -p $(VENV) && touch $@
 
 $(STAMP): pyproject.toml $(APT_STAMP)

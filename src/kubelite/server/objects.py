@@ -44,14 +44,32 @@ def decode(kv: KV) -> Obj:
     return obj
 
 
+_HEAD = ("apiVersion", "kind", "metadata")
+_META_KEY = b'"metadata":{'
+
+
 def encode(obj: Obj) -> bytes:
+    """Stored form: without resourceVersion (the store's revision is the truth), and
+    with apiVersion, kind, metadata first, so that `with_rv` can splice the version
+    into the bytes without decoding them."""
     meta = obj["metadata"]
-    rv = meta.pop("resourceVersion", None)
-    try:
-        return orjson.dumps(obj)
-    finally:
-        if rv is not None:
-            meta["resourceVersion"] = rv
+    head = {k: obj[k] for k in _HEAD if k in obj}
+    head["metadata"] = {k: v for k, v in meta.items() if k != "resourceVersion"}
+    for key, value in obj.items():
+        if key not in head:
+            head[key] = value
+    return orjson.dumps(head)
+
+
+def with_rv(kv: KV) -> bytes:
+    """The stored object as JSON with metadata.resourceVersion set, without decoding.
+    The first `"metadata":{` in an encoded object is the top-level key: encode puts
+    it right after apiVersion and kind, whose string values cannot hold an
+    unescaped quote."""
+    at = kv.value.index(_META_KEY) + len(_META_KEY)
+    rv = b'"resourceVersion":"%d"' % kv.mod_revision
+    rest = kv.value[at:]
+    return kv.value[:at] + rv + (rest if rest.startswith(b"}") else b"," + rest)
 
 
 def parse_rv(value: str | None, *, what: str = "resourceVersion") -> int | None:
@@ -104,8 +122,38 @@ class Objects:
         """Objects in key order; returns (items, list revision, last key if cut short).
         With `keep`, filtering happens before the limit is counted, as the apiserver
         fills a page with matching objects."""
+        if keep is None:
+            kvs, revision, last = await self.list_kvs(
+                res, namespace, revision=revision, start_after=start_after, limit=limit)
+            return [decode(kv) for kv in kvs], revision, last
+        kept: list[Obj] = []
+
+        def keep_kv(kv: KV) -> bool:
+            obj = decode(kv)
+            if keep(obj):
+                kept.append(obj)
+                return True
+            return False
+
+        _, revision, last = await self.list_kvs(
+            res, namespace, revision=revision, start_after=start_after, limit=limit,
+            keep=keep_kv)
+        return kept, revision, last
+
+    async def list_kvs(
+        self,
+        res: Resource,
+        namespace: str | None,
+        *,
+        revision: int | None = None,
+        start_after: str | None = None,
+        limit: int | None = None,
+        keep: Callable[[KV], bool] | None = None,
+    ) -> tuple[list[KV], int, str | None]:
+        """As `list`, but the stored entries themselves: a list served without
+        selectors never decodes its objects (see `with_rv`)."""
         prefix = res.key_prefix(namespace)
-        items: list[Obj] = []
+        items: list[KV] = []
         cursor = start_after
         while True:
             want = None if limit is None else max(limit - len(items), 1) * (1 if keep is None else 2)
@@ -120,9 +168,8 @@ class Objects:
                 ) from None
             revision = page.revision
             for kv in page.items:
-                obj = decode(kv)
-                if keep is None or keep(obj):
-                    items.append(obj)
+                if keep is None or keep(kv):
+                    items.append(kv)
                     if limit is not None and len(items) >= limit:
                         more = page.more or kv is not page.items[-1]
                         return items, revision, kv.key if more else None

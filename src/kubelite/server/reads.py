@@ -18,7 +18,7 @@ from kubelite.api.selectors import FieldSelector, LabelSelector
 from kubelite.api.tables import to_table
 from kubelite.server import codec
 from kubelite.server.context import Target, ctx, query_flag, query_int
-from kubelite.server.objects import decode, parse_rv
+from kubelite.server.objects import decode, parse_rv, with_rv
 from kubelite.store import errors as store_errors
 from kubelite.store.base import KV, Event
 
@@ -55,11 +55,15 @@ def _include_object(request: web.Request) -> str:
 
 async def handle_get(request: web.Request, t: Target) -> web.Response:
     assert t.name is not None
-    obj = await ctx(request).objects.get(t.res, t.namespace, t.name)
+    objects = ctx(request).objects
     if codec.wants_table(request):
+        obj = await objects.get(t.res, t.namespace, t.name)
         return codec.json_response(to_table(t.res.plural, [obj],
                                             include_object=_include_object(request)))
-    return codec.json_response(obj)
+    kv = await objects.store.get(t.res.key(t.namespace, t.name))
+    if kv is None:
+        raise errors.not_found(t.res.group, t.res.plural, t.name)
+    return codec.raw_json(with_rv(kv))
 
 
 def _encode_continue(revision: int, key: str) -> str:
@@ -87,49 +91,63 @@ async def handle_list(request: web.Request, t: Target) -> web.StreamResponse:
     token = request.query.get("continue")
     if token:
         revision, start_after = _decode_continue(token)
-    items, rev, last_key = await ctx(request).objects.list(
-        t.res, t.namespace, revision=revision, start_after=start_after, limit=limit, keep=match)
+    objects = ctx(request).objects
+    table = codec.wants_table(request)
+    if match is None and not table:
+        kvs, rev, last_key = await objects.list_kvs(
+            t.res, t.namespace, revision=revision, start_after=start_after, limit=limit)
+        raw: list[bytes] | None = [with_rv(kv) for kv in kvs]
+        items: list[Obj] = []
+    else:
+        raw = None
+        items, rev, last_key = await objects.list(
+            t.res, t.namespace, revision=revision, start_after=start_after, limit=limit,
+            keep=match)
     meta: dict[str, Any] = {"resourceVersion": str(rev)}
     if last_key is not None:
         meta["continue"] = _encode_continue(rev, last_key)
-    if codec.wants_table(request):
+    if table:
         return codec.json_response(to_table(t.res.plural, items,
                                             include_object=_include_object(request),
                                             list_meta=meta))
-    return codec.json_response({
-        "kind": f"{t.res.kind}List", "apiVersion": t.res.api_version,
-        "metadata": meta, "items": items,
-    })
+    head = orjson.dumps({"kind": f"{t.res.kind}List", "apiVersion": t.res.api_version,
+                         "metadata": meta})
+    body = b",".join(raw) if raw is not None else b",".join(orjson.dumps(o) for o in items)
+    # The list is assembled from stored bytes: objects are never decoded to be listed.
+    return codec.raw_json(head[:-1] + b',"items":[' + body + b"]}")
 
 
-def _event_object(event: Event) -> Obj:
-    """The event's object, decoded once however many watchers receive it."""
-    memo = event.memo
-    if memo is None:
-        memo = event.memo = {}
-    obj = memo.get("obj")
-    if obj is None:
-        obj = decode(KV(event.key, event.value, 0, event.revision))
-        memo["obj"] = obj
-    return obj
+class _DecodedEvents:
+    """Decoded objects of recent events, shared by every watcher that receives them,
+    so that a thousand watchers decode an event once. Bounded: the store keeps its
+    event window as bytes, and decoded copies must not pile up beside it."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self._size = size
+        self._items: dict[tuple[int, str, bool], Obj] = {}
+
+    def get(self, event: Event, *, prev: bool = False) -> Obj:
+        key = (event.revision, event.key, prev)
+        obj = self._items.get(key)
+        if obj is None:
+            if prev:
+                obj = orjson.loads(event.prev)  # type: ignore[arg-type]
+            else:
+                obj = decode(KV(event.key, event.value, 0, event.revision))
+            if len(self._items) >= self._size:
+                # dicts keep insertion order: drop the oldest entry.
+                del self._items[next(iter(self._items))]
+            self._items[key] = obj
+        return obj
 
 
-def _prev_object(event: Event) -> Obj | None:
-    if event.prev is None:
-        return None
-    memo = event.memo if event.memo is not None else {}
-    event.memo = memo
-    prev = memo.get("prev")
-    if prev is None:
-        prev = orjson.loads(event.prev)
-        memo["prev"] = prev
-    return prev
+_DECODED = _DecodedEvents()
 
 
 def _filter(event: Event, match: Matcher | None, name: str | None) -> tuple[str, Obj] | None:
     """The event as this watcher sees it: selector transitions become ADDED/DELETED,
     as the apiserver's watch cache filters."""
-    obj = _event_object(event)
+    obj = _DECODED.get(event)
     if name is not None and obj["metadata"].get("name") != name:
         return None
     if match is None:
@@ -137,8 +155,7 @@ def _filter(event: Event, match: Matcher | None, name: str | None) -> tuple[str,
     now = match(obj)
     if event.type != "MODIFIED":
         return (event.type, obj) if now else None
-    prev = _prev_object(event)
-    before = True if prev is None else match(prev)
+    before = True if event.prev is None else match(_DECODED.get(event, prev=True))
     if now and before:
         return "MODIFIED", obj
     if now:
@@ -212,6 +229,12 @@ async def handle_watch(request: web.Request, t: Target) -> web.StreamResponse:
             except StopAsyncIteration:
                 break
             last_rv = event.revision
+            if match is None and not table:
+                if name is None or event.key.rsplit("/", 1)[-1] == name:
+                    await response.write(b'{"type":"%s","object":%s}\n' % (
+                        event.type.encode(), with_rv(KV(event.key, event.value, 0,
+                                                        event.revision))))
+                continue
             seen = _filter(event, match, name)
             if seen is not None:
                 await send(*seen)

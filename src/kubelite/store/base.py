@@ -46,9 +46,6 @@ class Event:
     value: bytes
     revision: int
     prev: bytes | None = None
-    # Consumers may memoise derived forms here (decoded object, encoded watch
-    # line) so that a thousand watchers decode an event once.
-    memo: dict | None = None
 
 
 @dataclass(frozen=True, slots=True)

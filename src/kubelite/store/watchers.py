@@ -3,7 +3,7 @@
 Fan-out cost per event is O(length of the key's distinct watched-prefix lengths +
 matching watchers), never O(all watchers): watchers are indexed by their prefix,
 and an event looks up only the prefixes of its own key. Events are shared, never
-copied or decoded here; consumers memoise derived forms in `Event.memo`.
+copied or decoded here; consumers decode what they deliver.
 
 Each watcher has a bounded buffer. Writers never wait for watchers: when a
 watcher's buffer is full it is terminated with `WatchTooSlow` (a `Compacted`),
