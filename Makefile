@@ -35,7 +35,7 @@ lint: install
 	$(BIN)/ruff check src tests bench
 
 run: install
-	$(BIN)/kubelite up --data-dir /var/lib/kubelite
+	$(BIN)/kubelite server --data-dir /var/lib/kubelite --listen 127.0.0.1:6443
 
 clean:
 	rm -rf $(VENV)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-
-import importlib
-
 
 # Each module under kubelite.cli has `add_parser(subparsers)`, which binds `run`.
 SUBCOMMAND_MODULES = ("server",)

@@ -12,6 +12,11 @@ from kubelite.server.app import APIServer, ServerConfig
 from kubelite.store.sqlite import SqliteStore
 
 
+# Recent events kept in memory for watches; older ones are read back from SQLite, so
+# this only trades memory for the speed of long-lagging resumptions.
+STORE_EVENT_WINDOW = 2000
+
+
 def parse_listen(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit():
@@ -40,7 +45,7 @@ async def run(args: argparse.Namespace) -> int:
                           extra_sans=tuple(args.tls_san))
 
     async def serve(stop: asyncio.Event) -> int:
-        server = APIServer(config, SqliteStore(args.data_dir / "state.db"))
+        server = APIServer(config, SqliteStore(args.data_dir / "state.db", window=STORE_EVENT_WINDOW))
         async with server:
             assert server.credentials is not None
             kubeconfig = server.credentials.kubeconfig

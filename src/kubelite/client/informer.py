@@ -160,8 +160,13 @@ class Informer:
         backoff_initial: float = 0.8,
         backoff_max: float = 30.0,
         chunk_size: int = 500,
+        transform: Callable[[Obj], Obj] | None = None,
     ) -> None:
         self.client = client
+        # Applied to every object before it is cached or handed to handlers (as
+        # client-go's SetTransform), e.g. to keep only metadata of objects whose
+        # contents a controller never reads.
+        self.transform = transform
         self.res = res
         self.namespace = namespace
         self.label_selector = label_selector
@@ -275,6 +280,8 @@ class Informer:
             # List items come without apiVersion/kind on the wire; handlers want them.
             obj.setdefault("apiVersion", self.res.api_version)
             obj.setdefault("kind", self.res.kind)
+            if self.transform is not None:
+                obj = self.transform(obj)
             fresh[object_key(obj)] = obj
         for key, obj in fresh.items():
             self._upsert(key, obj)
@@ -303,6 +310,10 @@ class Informer:
 
     def _apply(self, type_: str, obj: Obj) -> None:
         rv = (obj.get("metadata") or {}).get("resourceVersion")
+        if self.transform is not None and type_ in ("ADDED", "MODIFIED", "DELETED"):
+            obj.setdefault("apiVersion", self.res.api_version)
+            obj.setdefault("kind", self.res.kind)
+            obj = self.transform(obj)
         if type_ in ("ADDED", "MODIFIED"):
             obj.setdefault("apiVersion", self.res.api_version)
             obj.setdefault("kind", self.res.kind)

@@ -18,7 +18,7 @@ from collections import defaultdict
 from typing import Any
 
 from kubelite.api.registry import RESOURCES, Resource, by_kind
-from kubelite.client import Client, Controller, InformerFactory, NotFound
+from kubelite.client import Client, Controller, Informer, InformerFactory, NotFound
 from kubelite.client.errors import Conflict
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,9 @@ class GarbageCollector(Controller):
         # owner uid -> dependent uids: the graph's edges.
         self.dependents: dict[str, set[str]] = defaultdict(set)
         for res in collected_resources():
-            informer = factory.informer(res)
+            # Its own informers, holding metadata only: the graph never reads specs,
+            # and sharing full objects would keep every pod twice.
+            informer = Informer(client, res, transform=metadata_only)
             informer.add_handlers(
                 on_add=lambda obj, res=res: self._observe(res, obj),
                 on_update=lambda old, new, res=res: self._observe(res, new),
@@ -173,6 +175,11 @@ class GarbageCollector(Controller):
                                     namespace=meta.get("namespace"))
         except NotFound:
             pass
+
+
+def metadata_only(obj: Obj) -> Obj:
+    meta = {k: v for k, v in obj["metadata"].items() if k != "managedFields"}
+    return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": meta}
 
 
 def _owner_uids(obj: Obj) -> set[str]:

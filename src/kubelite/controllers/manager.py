@@ -41,6 +41,8 @@ class ControllerManager:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # Some controllers keep informers of their own beside the shared ones.
+        await asyncio.gather(*(inf.stop() for c in self.controllers for inf in c.informers))
         await self.factory.stop()
 
     async def __aenter__(self) -> ControllerManager:

@@ -122,7 +122,7 @@ class _DecodedEvents:
     so that a thousand watchers decode an event once. Bounded: the store keeps its
     event window as bytes, and decoded copies must not pile up beside it."""
 
-    def __init__(self, size: int = 2048) -> None:
+    def __init__(self, size: int = 256) -> None:
         self._size = size
         self._items: dict[tuple[int, str, bool], Obj] = {}
 
