@@ -249,3 +249,12 @@ def test_namespace_deletion_removes_content(server):
     refused = server.kubectl("create", "configmap", "x", "-n", "missing-ns", "--from-literal=a=b",
                              check=False)
     assert refused.returncode != 0 and 'namespaces "missing-ns" not found' in refused.stderr
+
+
+def test_every_example_applies(server):
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    server.kubectl("create", "namespace", "examples")
+    out = server.kubectl("apply", "-n", "examples", "-f", str(examples)).stdout
+    assert "created" in out
+    assert server.kubectl("apply", "-n", "examples", "-f", str(examples),
+                          "--dry-run=server").returncode == 0

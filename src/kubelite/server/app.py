@@ -20,7 +20,7 @@ from kubelite.server.auth import Authenticator, TokenSigner, authorize
 from kubelite.server.certs import Credentials, ensure_credentials
 from kubelite.server.context import CONTEXT, USER, ServerContext, Target, ctx, user_of
 from kubelite.server.objects import Objects
-from kubelite.server.subresources import SUBRESOURCE_HANDLERS, handle_review
+from kubelite.server.subresources import SUBRESOURCE_HANDLERS, handle_binding, handle_review
 from kubelite.server.writes import Writer
 from kubelite.store.base import Store
 
@@ -117,8 +117,6 @@ async def resource_handler(request: web.Request) -> web.StreamResponse:
             return await reads.handle_list(request, t)
         if method == "POST":
             if t.res.plural == "bindings":
-                from kubelite.server.subresources import handle_binding
-
                 return await handle_binding(request, t)
             return await writer.handle_create(request, t)
         if method == "DELETE":

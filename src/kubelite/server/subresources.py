@@ -3,11 +3,14 @@ review resources that are answered, never stored."""
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
 from typing import Any
 
 from aiohttp import web
 
 from kubelite.api import errors
+from kubelite.api import patch as patches
 from kubelite.api.registry import Resource, lookup
 from kubelite.api.selectors import LabelSelector
 from kubelite.server import codec
@@ -17,7 +20,6 @@ from kubelite.server.context import (
     ctx,
     dry_run,
     field_manager,
-    field_validation,
     user_of,
 )
 from kubelite.server.objects import DeleteOptions, now_rfc3339, parse_rv
@@ -92,8 +94,6 @@ async def handle_scale(request: web.Request, t: Target) -> web.Response:
         patch = codec.decode_object(codec.media_type(request), body)
         pinned = parse_rv(patch["metadata"].get("resourceVersion"))
 
-    from kubelite.api import patch as patches
-
     def mutate(current: Obj) -> Obj:
         scale = to_scale(current)
         if ptype == "json":
@@ -151,8 +151,6 @@ async def bind_pod(writer: Writer, namespace: str, name: str, binding: Obj, *,
     # neither a main-resource nor a status write may do on its own.
     for attempt in range(8):
         old = await writer.objects.get(_PODS, namespace, name)
-        import copy
-
         new = mutate(copy.deepcopy(old))
         try:
             await writer.objects.update(_PODS, new, old=old,
@@ -221,8 +219,6 @@ async def handle_token(request: web.Request, t: Target) -> web.Response:
     token, exp = signer.service_account_token(
         t.namespace or "default", t.name, sa["metadata"]["uid"], audiences=audiences,
         seconds=seconds)
-    import datetime as dt
-
     body["apiVersion"], body["kind"] = "authentication.k8s.io/v1", "TokenRequest"
     body["metadata"] = {"name": t.name, "namespace": t.namespace,
                         "creationTimestamp": now_rfc3339()}
@@ -258,5 +254,4 @@ SUBRESOURCE_HANDLERS = {
     "finalize": handle_finalize,
 }
 
-__all__ = ["SUBRESOURCE_HANDLERS", "handle_review", "bind_pod", "to_scale",
-           "field_validation"]
+__all__ = ["SUBRESOURCE_HANDLERS", "bind_pod", "handle_binding", "handle_review", "to_scale"]

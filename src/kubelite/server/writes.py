@@ -317,4 +317,4 @@ def writer_of(request: web.Request) -> Writer:
     return Writer(ctx(request).objects)
 
 
-__all__ = ["Writer", "Objects", "PATCH_TYPES", "delete_options", "writer_of"]
+__all__ = ["PATCH_TYPES", "Writer", "delete_options", "writer_of"]
