@@ -31,7 +31,7 @@ class Target:
 
 
 CONTEXT = web.AppKey("context", ServerContext)
-USER = "kubelite.user"
+USER = web.RequestKey("user", UserInfo)
 
 
 def ctx(request: web.Request) -> ServerContext:
