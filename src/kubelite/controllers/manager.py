@@ -11,13 +11,16 @@ import contextlib
 import logging
 
 from kubelite.client import Client, InformerFactory
+from kubelite.controllers.deployment import DeploymentController
 from kubelite.controllers.garbagecollector import GarbageCollector
 from kubelite.controllers.namespace import NamespaceController
+from kubelite.controllers.replicaset import ReplicaSetController
 from kubelite.controllers.serviceaccount import ServiceAccountController
 
 log = logging.getLogger(__name__)
 
-CONTROLLERS = (GarbageCollector, NamespaceController, ServiceAccountController)
+CONTROLLERS = (GarbageCollector, NamespaceController, ServiceAccountController,
+               ReplicaSetController, DeploymentController)
 
 
 class ControllerManager:

@@ -86,6 +86,9 @@ class Writer:
         dry: bool, applied: Obj | None = None, force: bool = False,
     ) -> tuple[Obj, list[str]]:
         _check_type(res, obj)
+        # Kubernetes decodes into typed structs, where a JSON null is the zero value
+        # and omitted again: kubectl sends `creationTimestamp: null` in templates.
+        obj = patches.without_nulls(obj)
         meta = obj["metadata"]
         if res.namespaced:
             if meta.get("namespace") and namespace and meta["namespace"] != namespace:
@@ -119,7 +122,8 @@ class Writer:
         self, res: Resource, new: Obj, old: Obj, *, subresource: str, manager: str, fv: str,
         dry: bool, expected_rv: int | None, operation: str = "Update", managed: bool = True,
     ) -> tuple[Obj, list[str]]:
-        prepared = strategy.prepare_for_update(res, new, old, subresource=subresource)
+        prepared = strategy.prepare_for_update(res, patches.without_nulls(new), old,
+                                               subresource=subresource)
         apply_defaults(res, prepared)
         causes, warnings = validate(res, prepared, old=old, field_validation=fv)
         if causes:
