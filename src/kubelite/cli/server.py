@@ -11,7 +11,6 @@ from kubelite.controllers.manager import ControllerManager
 from kubelite.server.app import APIServer, ServerConfig
 from kubelite.store.sqlite import SqliteStore
 
-
 # Recent events kept in memory for watches; older ones are read back from SQLite, so
 # this only trades memory for the speed of long-lagging resumptions.
 STORE_EVENT_WINDOW = 2000
