@@ -30,11 +30,13 @@ async def test_watch_and_continue_past_compaction_get_410(tmp_path):
         base = f"https://127.0.0.1:{port}/api/v1/namespaces/default/configmaps"
         async with aiohttp.ClientSession(headers=headers,
                                          connector=aiohttp.TCPConnector(ssl=context)) as s:
+            versions = []
             for i in range(4):
                 body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"c{i}"}}
                 async with s.post(base, json=body) as r:
                     assert r.status == 201
-                    first = first if i else (await r.json())["metadata"]["resourceVersion"]
+                    versions.append((await r.json())["metadata"]["resourceVersion"])
+            first = versions[0]
             async with s.get(base, params={"limit": "2"}) as r:
                 token = (await r.json())["metadata"]["continue"]
             later = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "later"}}
