@@ -163,13 +163,17 @@ class Client:
         params: dict[str, Any] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        accept: str | None = None,
+        raw: bool = False,
     ) -> Any:
-        """Send one request and decode the JSON answer; reads (GET) are retried on
-        transport errors, 429 and 5xx-unavailable with a short exponential backoff."""
+        """Send one request and decode the JSON answer (the bytes with `raw`); reads
+        (GET) are retried on transport errors, 429 and 5xx-unavailable with a short
+        exponential backoff. `accept` asks for another form, e.g. a Table."""
         attempts = 1 + (self.read_retries if method == "GET" else 0)
         for attempt in range(attempts):
             try:
-                return await self._request_once(method, path, params, body, content_type)
+                return await self._request_once(method, path, params, body, content_type,
+                                                accept, raw)
             except ClientError as e:
                 if not e.retryable or attempt == attempts - 1:
                     raise
@@ -187,17 +191,23 @@ class Client:
         params: dict[str, Any] | None,
         body: Any,
         content_type: str,
+        accept: str | None = None,
+        raw: bool = False,
     ) -> Any:
         data = None if body is None else orjson.dumps(body)
-        headers = {"Content-Type": content_type} if data is not None else None
+        headers = {"Content-Type": content_type} if data is not None else {}
+        if accept:
+            headers["Accept"] = accept
         try:
             async with self._http().request(
                 method, self._base + path, params=_query(params), data=data, headers=headers
             ) as resp:
-                raw = await resp.read()
+                answer = await resp.read()
                 if resp.status >= 300:
-                    raise _error(resp, raw)
-                return orjson.loads(raw) if raw else {}
+                    raise _error(resp, answer)
+                if raw:
+                    return answer
+                return orjson.loads(answer) if answer else {}
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as e:
             raise TransportError(f"{method} {path}: {type(e).__name__}: {e}") from e
 

@@ -89,6 +89,10 @@ class Writer:
         # Kubernetes decodes into typed structs, where a JSON null is the zero value
         # and omitted again: kubectl sends `creationTimestamp: null` in templates.
         obj = patches.without_nulls(obj)
+        if applied is not None:
+            # The applier owns what it sent, not what defaulting adds afterwards.
+            obj = server_side_apply(None, obj, manager=manager, force=force,
+                                    schema=_schema(res), now=now_rfc3339())
         meta = obj["metadata"]
         if res.namespaced:
             if meta.get("namespace") and namespace and meta["namespace"] != namespace:
@@ -110,21 +114,20 @@ class Writer:
         if causes:
             _raise_invalid(res, obj, causes)
         await admit(self.objects, res, obj, operation="CREATE")
-        now = now_rfc3339()
-        if applied is not None:
-            obj = server_side_apply(None, obj, manager=manager, force=force,
-                                    schema=_schema(res), now=now)
-        else:
-            update_managed_fields(None, obj, manager=manager, schema=_schema(res), now=now)
+        if applied is None:
+            update_managed_fields(None, obj, manager=manager, schema=_schema(res),
+                                  now=now_rfc3339())
         return await self.objects.create(res, obj, dry_run=dry), warnings
 
     async def update(
         self, res: Resource, new: Obj, old: Obj, *, subresource: str, manager: str, fv: str,
         dry: bool, expected_rv: int | None, operation: str = "Update", managed: bool = True,
     ) -> tuple[Obj, list[str]]:
-        prepared = strategy.prepare_for_update(res, patches.without_nulls(new), old,
-                                               subresource=subresource)
-        apply_defaults(res, prepared)
+        # Defaults first, as decoding does in Kubernetes, so that the strategy
+        # compares like with like (a defaulted field is no spec change).
+        new = patches.without_nulls(new)
+        apply_defaults(res, new)
+        prepared = strategy.prepare_for_update(res, new, old, subresource=subresource)
         causes, warnings = validate(res, prepared, old=old, field_validation=fv)
         if causes:
             _raise_invalid(res, prepared, causes)
