@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 # Each module under kubelite.cli has `add_parser(subparsers)`, which binds `run`.
-SUBCOMMAND_MODULES = ("server", "ctl")
+SUBCOMMAND_MODULES = ("server", "controller-manager", "ctl")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kubelite", description="A small Kubernetes-compatible container orchestrator.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
-        p = importlib.import_module(f"kubelite.cli.{name}").add_parser(sub)
+        module = importlib.import_module(f"kubelite.cli.{name.replace('-', '_')}")
+        p = module.add_parser(sub)
         _add_common(p)
     return parser
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 from pathlib import Path
 
-from kubelite.client import Client, load_kubeconfig
-from kubelite.controllers.manager import ControllerManager
+from kubelite.cli.supervise import Supervised
 from kubelite.server.app import APIServer, ServerConfig
 from kubelite.store.sqlite import SqliteStore
 
@@ -32,6 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    metavar="HOST:PORT", help="address to serve on (default 127.0.0.1:6443)")
     p.add_argument("--tls-san", action="append", default=[], metavar="NAME",
                    help="extra name or IP for the serving certificate")
+    p.add_argument("--disable-controllers", action="store_true",
+                   help="do not start the controller manager beside the API server")
     p.set_defaults(run=run)
     return p
 
@@ -44,15 +46,16 @@ async def run(args: argparse.Namespace) -> int:
                           extra_sans=tuple(args.tls_san))
 
     async def serve(stop: asyncio.Event) -> int:
-        server = APIServer(config, SqliteStore(args.data_dir / "state.db", window=STORE_EVENT_WINDOW))
-        async with server:
+        store = SqliteStore(args.data_dir / "state.db", window=STORE_EVENT_WINDOW)
+        async with APIServer(config, store) as server, contextlib.AsyncExitStack() as stack:
             assert server.credentials is not None
             kubeconfig = server.credentials.kubeconfig
-            async with Client(load_kubeconfig(kubeconfig), user_agent="kubelite-controllers"
-                              ) as client, ControllerManager(client):
-                print(f"kubelite API server on https://{host}:{port}", flush=True)
-                print(f"export KUBECONFIG={kubeconfig}", flush=True)
-                await stop.wait()
+            if not args.disable_controllers:
+                await stack.enter_async_context(Supervised.kubelite(
+                    "controller-manager", "controller-manager", "--kubeconfig", str(kubeconfig)))
+            print(f"kubelite API server on https://{host}:{port}", flush=True)
+            print(f"export KUBECONFIG={kubeconfig}", flush=True)
+            await stop.wait()
         return 0
 
     return await run_until_signalled(serve)

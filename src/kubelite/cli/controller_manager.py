@@ -1,0 +1,34 @@
+"""`kubelite controller-manager`: every controller, as an API client of a server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from kubelite.client import Client, load_kubeconfig
+from kubelite.controllers.manager import ControllerManager
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("controller-manager", help="run the controllers against a server",
+                       description="Run every controller (garbage collector, namespaces, "
+                       "workloads, ...) as a client of the API server.")
+    p.add_argument("--kubeconfig", type=Path, required=True,
+                   help="kubeconfig with the credentials the controllers use")
+    p.set_defaults(run=run)
+    return p
+
+
+async def run(args: argparse.Namespace) -> int:
+    from kubelite.cli.main import run_until_signalled
+
+    config = await asyncio.to_thread(load_kubeconfig, args.kubeconfig)
+
+    async def serve(stop: asyncio.Event) -> int:
+        async with Client(config, user_agent="kubelite-controller-manager") as client, \
+                ControllerManager(client):
+            await stop.wait()
+        return 0
+
+    return await run_until_signalled(serve)
