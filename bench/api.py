@@ -2,7 +2,9 @@
 10,000 pods, watch delivery latency with 1,000 watchers, server RSS.
 
 Starts a real `kubelite server` on loopback in a temporary data directory and
-drives it over HTTPS with aiohttp. Prints one JSON object on its last line.
+drives it over HTTPS with aiohttp. Prints one JSON object on its last line. The
+API server is measured alone unless --with-controllers: on 2 cores the controller
+manager, the benchmark client and the server would otherwise share them.
 
     .venv/bin/python bench/api.py [--pods 10000] [--watchers 1000] [--concurrency 64]
 """
@@ -185,6 +187,8 @@ async def main() -> None:
     parser.add_argument("--watchers", type=int, default=1000)
     parser.add_argument("--watch-events", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--with-controllers", action="store_true",
+                        help="also run the controller manager (it competes for the 2 cores)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="kubelite-bench-") as tmp:
@@ -192,7 +196,8 @@ async def main() -> None:
         port = free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "kubelite.cli.main", "server", "--data-dir", str(data),
-             "--listen", f"127.0.0.1:{port}"],
+             "--listen", f"127.0.0.1:{port}",
+             *([] if args.with_controllers else ["--disable-controllers"])],
             stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / "server.log", "wb"))
         try:
             t0 = time.perf_counter()
@@ -213,6 +218,7 @@ async def main() -> None:
             fixed = await bench.creates_at_rate("rate", 500, 6)
             watch_lat, _ = await bench.watch_latency(args.watchers, args.watch_events)
             result = {
+                "controllers": args.with_controllers,
                 "server_startup_s": round(startup, 3),
                 "pods_created": args.pods,
                 "creates_per_s": round(create_rate, 1),
