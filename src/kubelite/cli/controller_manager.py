@@ -16,6 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        "workloads, ...) as a client of the API server.")
     p.add_argument("--kubeconfig", type=Path, required=True,
                    help="kubeconfig with the credentials the controllers use")
+    p.add_argument("--disable-scheduler", action="store_true",
+                   help="do not run the default scheduler in this process")
     p.set_defaults(run=run)
     return p
 
@@ -27,7 +29,7 @@ async def run(args: argparse.Namespace) -> int:
 
     async def serve(stop: asyncio.Event) -> int:
         async with Client(config, user_agent="kubelite-controller-manager") as client, \
-                ControllerManager(client):
+                ControllerManager(client, scheduler=not args.disable_scheduler):
             await stop.wait()
         return 0
 

@@ -335,7 +335,8 @@ class DeploymentController(Controller):
             return
         try:
             await self.client.update_status(DEPLOYMENTS, {**dep, "status": status})
-        except NotFound:
+        except (NotFound, Conflict):
+            # A newer version is on its way through the informer and will sync again.
             pass
 
     def _progress(self, dep: Obj, new: Obj | None, status: Obj, conditions: dict,

@@ -16,6 +16,7 @@ from kubelite.controllers.garbagecollector import GarbageCollector
 from kubelite.controllers.namespace import NamespaceController
 from kubelite.controllers.replicaset import ReplicaSetController
 from kubelite.controllers.serviceaccount import ServiceAccountController
+from kubelite.scheduler.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -24,17 +25,22 @@ CONTROLLERS = (GarbageCollector, NamespaceController, ServiceAccountController,
 
 
 class ControllerManager:
-    """`async with ControllerManager(client):` runs every controller until exit."""
+    """`async with ControllerManager(client):` runs every controller until exit, and
+    the default scheduler with them unless told not to (it shares their informers,
+    which saves a second copy of every pod and node)."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, *, scheduler: bool = True) -> None:
         self.client = client
         self.factory = InformerFactory(client)
         self.controllers = [cls(client, self.factory) for cls in CONTROLLERS]
+        self.scheduler = Scheduler(client, self.factory) if scheduler else None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         self.factory.start()
         self._tasks = [asyncio.create_task(c.run(), name=c.name) for c in self.controllers]
+        if self.scheduler is not None:
+            self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
 
     async def stop(self) -> None:
         for controller in self.controllers:

@@ -202,5 +202,6 @@ class ReplicaSetController(Controller):
         body = {**rs, "status": status}
         try:
             await self.client.update_status(REPLICASETS, body)
-        except NotFound:
+        except (NotFound, Conflict):
+            # A newer version is on its way through the informer and will sync again.
             pass

@@ -1,0 +1,1 @@
+"""The scheduler: pending pods placed on nodes by filter and score plugins."""
