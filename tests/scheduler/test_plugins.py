@@ -10,7 +10,12 @@ import pytest
 from kubelite.scheduler.framework import Code, CycleState
 from kubelite.scheduler.nodeinfo import NodeInfo
 from kubelite.scheduler.plugins import (
-    BalancedAllocation, NodeAffinity, NodeName, NodePorts, NodeResourcesFit, NodeUnschedulable,
+    BalancedAllocation,
+    NodeAffinity,
+    NodeName,
+    NodePorts,
+    NodeResourcesFit,
+    NodeUnschedulable,
     TaintToleration,
 )
 from kubelite.scheduler.scheduler import failure_message

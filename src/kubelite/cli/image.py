@@ -1,0 +1,99 @@
+"""`kubelite image`: the node's image store by hand (import, ls, rm) and the busybox image.
+
+The store lives under ROOT/images; ROOT defaults to /var/lib/kubelite/agent, the
+node agent's default root, so that imported images are what the agent runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from kubelite.runtime.build import DEFAULT_TAG, build_busybox_archive
+from kubelite.runtime.errors import RuntimeError_
+from kubelite.runtime.images import OCIImageStore
+
+DEFAULT_ROOT = Path("/var/lib/kubelite/agent")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("image", help="manage a node's image store",
+                       description="Import, list and remove images of a node's store; "
+                                   "pack busybox as an OCI archive.")
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    busybox = verbs.add_parser("busybox", help="pack Debian's busybox-static as an OCI archive")
+    busybox.add_argument("-o", "--output", type=Path, required=True, help="archive to write")
+    busybox.add_argument("--tag", default=DEFAULT_TAG, help=f"image name (default {DEFAULT_TAG})")
+    busybox.set_defaults(run=_busybox)
+
+    imp = verbs.add_parser("import", help="import a docker-archive or OCI archive tarball")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--tag", help="name the (single) image of the archive")
+    imp.set_defaults(run=_import)
+
+    ls = verbs.add_parser("ls", help="list images")
+    ls.set_defaults(run=_ls)
+
+    rm = verbs.add_parser("rm", help="remove an image by reference or id")
+    rm.add_argument("ref")
+    rm.set_defaults(run=_rm)
+
+    for verb in (imp, ls, rm):
+        verb.add_argument("--root", type=Path, default=DEFAULT_ROOT,
+                          help=f"the node's root directory (default {DEFAULT_ROOT})")
+    return p
+
+
+async def _busybox(args: argparse.Namespace) -> int:
+    try:
+        digest = await asyncio.to_thread(build_busybox_archive, args.output, tag=args.tag)
+    except (OSError, RuntimeError_) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.output}: {digest}")
+    return 0
+
+
+async def _import(args: argparse.Namespace) -> int:
+    try:
+        images = await OCIImageStore(args.root).import_archive(str(args.file), tag=args.tag)
+    except RuntimeError_ as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    for image in images:
+        print(f"imported {', '.join(image.repo_tags) or image.digest} ({image.config_digest})")
+    return 0
+
+
+async def _ls(args: argparse.Namespace) -> int:
+    images = await OCIImageStore(args.root).list()
+    rows = [("IMAGE", "TAG", "IMAGE ID", "SIZE")]
+    for image in images:
+        for ref in image.repo_tags or ("<none>",):
+            name, _, tag = ref.rpartition(":") if "@" not in ref else (ref, "", "<none>")
+            rows.append((name or ref, tag, image.config_digest[7:19], _size(image.size)))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+async def _rm(args: argparse.Namespace) -> int:
+    try:
+        await OCIImageStore(args.root).remove(args.ref)
+    except RuntimeError_ as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"deleted {args.ref}")
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.1f}{unit}" if unit != "B" else f"{n}B"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)
