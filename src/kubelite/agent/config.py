@@ -21,6 +21,8 @@ class AgentConfig:
     # termination messages), logs/, pki/, and the runtime's own state.
     root: Path = Path("/var/lib/kubelite/agent")
     runtime: str = "runc"
+    # The cgroup under which every pod gets its own (the runtime's default when empty).
+    cgroup_root: str = ""
     # Kubernetes renews the node Lease every 10 s (a quarter of its 40 s duration);
     # kubelite renews every second so that a lost node is noticed within seconds.
     lease_interval: float = 1.0
@@ -30,6 +32,8 @@ class AgentConfig:
     node_status_report: float = 300.0
     # The runtime relist (kubelet's PLEG period) that notices containers exiting.
     relist_interval: float = 1.0
+    # Restart back-off of crashing containers: first delay and cap (kubelet: 10 s, 5 min).
+    crash_backoff: tuple[float, float] = (10.0, 300.0)
     listen_host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
     # The InternalIP reported on the Node; detected from the default route when unset.

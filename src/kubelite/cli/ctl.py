@@ -1,327 +1,190 @@
 """`kubelite ctl`: get, apply, delete, describe and logs for machines without kubectl.
 
 It speaks the same API as kubectl through `kubelite.client`; tables come from the
-server (`as=Table`), so columns are the ones kubectl shows.
+server (`as=Table`), so the columns are the ones kubectl shows. Errors print the
+server's Status as kubectl does and exit 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import asyncio
+import codecs
 import sys
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
-import yaml
+import aiohttp
 
-from kubelite.api.registry import Resource, by_kind
-from kubelite.client import ApiError, Client, ClientError, load_kubeconfig
-from kubelite.client.api import find_resource, resource_path
+from kubelite.cli.ctl_common import CtlError, kubeconfig_path, namespace_of, server_error
+from kubelite.cli.ctl_describe import cmd_describe
+from kubelite.cli.ctl_get import cmd_get
+from kubelite.cli.ctl_write import cmd_apply, cmd_delete
+from kubelite.client import (
+    ApiError,
+    Client,
+    ClientConfig,
+    ClientError,
+    ConfigError,
+    TransportError,
+    find_resource,
+    load_kubeconfig,
+    resource_path,
+)
+from kubelite.client.errors import error_from_status, status_for_body
 
-TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
-FIELD_MANAGER = "kubelite-ctl"
-Obj = dict[str, Any]
-
-
-class CtlError(Exception):
-    """A user-facing failure: printed as is, exit code 1."""
-
-
-def _kubeconfig(explicit: str | None) -> Path:
-    candidates = [explicit] if explicit else [
-        *os.environ.get("KUBECONFIG", "").split(os.pathsep),
-        str(Path.home() / ".kube" / "config"), "/var/lib/kubelite/kubeconfig"]
-    for candidate in candidates:
-        if candidate and Path(candidate).exists():
-            return Path(candidate)
-    raise CtlError("error: no kubeconfig found (use --kubeconfig or set KUBECONFIG)")
+DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
+# Answers that mean "nothing serves pods/log here", as opposed to an answer about the pod.
+_LOG_UNAVAILABLE = (404, 405, 501, 502, 503)
 
 
-def _resource(name: str) -> Resource:
-    try:
-        return find_resource(name)
-    except LookupError as exc:
-        raise CtlError(f"error: {exc.args[0]}") from None
-
-
-def _split_target(args: list[str]) -> tuple[Resource, list[str]]:
-    """`pods a b`, `pod/a`, `deploy/web svc/x` (one kind) -> (resource, names)."""
-    if not args:
-        raise CtlError("error: you must specify the type of resource")
-    if "/" in args[0]:
-        kinds = {a.split("/", 1)[0] for a in args}
-        if len(kinds) != 1:
-            raise CtlError("error: name one kind at a time")
-        return _resource(kinds.pop()), [a.split("/", 1)[1] for a in args]
-    return _resource(args[0]), args[1:]
-
-
-def _namespace(args: argparse.Namespace, res: Resource) -> str | None:
-    if not res.namespaced or getattr(args, "all_namespaces", False):
-        return None
-    return args.namespace or "default"
-
-
-def _print_table(table: Obj, *, wide: bool, with_namespace: bool) -> None:
-    columns = [(i, c) for i, c in enumerate(table.get("columnDefinitions") or [])
-               if wide or not c.get("priority")]
-    header = [c["name"].upper() for _, c in columns]
-    rows = []
-    for row in table.get("rows") or []:
-        cells = ["<none>" if row["cells"][i] in (None, "") and c["name"] != "Name"
-                 else str(row["cells"][i]) for i, c in columns]
-        if with_namespace:
-            cells.insert(0, ((row.get("object") or {}).get("metadata") or {}).get(
-                "namespace", ""))
-        rows.append(cells)
-    if with_namespace:
-        header.insert(0, "NAMESPACE")
-    widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=False)]
-    for line in [header, *rows]:
-        print("   ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False)).rstrip())
-
-
-def _dump(obj: Obj, output: str) -> None:
-    if output == "json":
-        print(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())
-    else:
-        print(yaml.safe_dump(obj, sort_keys=False), end="")
-
-
-async def cmd_get(client: Client, args: argparse.Namespace) -> int:
-    kinds = args.target[0].split(",")
-    if len(kinds) > 1 and "/" not in args.target[0]:
-        # `get deploy,svc`: one table per kind, as kubectl prints them.
-        for i, kind in enumerate(kinds):
-            if i:
-                print()
-            await cmd_get(client, argparse.Namespace(**{**vars(args),
-                                                        "target": [kind, *args.target[1:]]}))
-        return 0
-    res, names = _split_target(args.target)
-    ns = _namespace(args, res)
-    params = {"labelSelector": args.selector, "fieldSelector": args.field_selector}
-    if args.output in ("yaml", "json", "name"):
-        if names:
-            objs = [await client.get(res, n, ns) for n in names]
-        else:
-            objs = (await client.list(res, ns, label_selector=args.selector,
-                                      field_selector=args.field_selector))["items"]
-        if args.output == "name":
-            for obj in objs:
-                print(f"{res.singular_name}/{obj['metadata']['name']}" if not res.group
-                      else f"{res.singular_name}.{res.group}/{obj['metadata']['name']}")
-        elif len(names) == 1:
-            _dump(objs[0], args.output)
-        else:
-            _dump({"apiVersion": "v1", "kind": "List", "items": objs}, args.output)
-        return 0
-    if names:
-        tables = [await client.request("GET", resource_path(res, namespace=ns, name=n),
-                                       accept=TABLE) for n in names]
-        table = {**tables[0], "rows": [r for t in tables for r in t.get("rows") or []]}
-    else:
-        table = await client.request("GET", resource_path(res, namespace=ns), params=params,
-                                     accept=TABLE)
-    if not table.get("rows"):
-        where = f" in {ns} namespace" if ns else ""
-        print(f"No resources found{where}.", file=sys.stderr)
-        return 0
-    _print_table(table, wide=args.output == "wide", with_namespace=res.namespaced and ns is None)
-    return 0
-
-
-def _documents(path: str) -> list[Obj]:
-    if path == "-":
-        texts = [sys.stdin.read()]
-    else:
-        p = Path(path)
-        files = sorted(f for f in p.rglob("*") if f.suffix in (".yaml", ".yml", ".json")) \
-            if p.is_dir() else [p]
+async def _stream_log(config: ClientConfig, path: str, params: dict[str, str]) -> None:
+    """GET a log and copy it to stdout as it arrives (`-f` keeps the stream open), which
+    the buffered `Client.request` cannot do."""
+    ssl_ctx = await asyncio.to_thread(config.ssl_context)
+    headers = {"User-Agent": "kubelite-ctl", "Accept": "text/plain, */*"}
+    if config.token:
+        headers["Authorization"] = f"Bearer {config.token}"
+    connector = aiohttp.TCPConnector(ssl=ssl_ctx if ssl_ctx is not None else True)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    async with aiohttp.ClientSession(connector=connector, headers=headers,
+                                     timeout=timeout) as session:
         try:
-            texts = [f.read_text() for f in files]
-        except OSError as exc:
-            raise CtlError(f"error: {exc}") from None
-    docs: list[Obj] = []
-    for text in texts:
-        try:
-            loaded = [d for d in yaml.safe_load_all(text) if d]
-        except yaml.YAMLError as exc:
-            raise CtlError(f"error: error parsing {path}: {exc}") from None
-        for doc in loaded:
-            docs.extend(doc.get("items") or [] if doc.get("kind", "").endswith("List") else [doc])
-    return docs
-
-
-def _resource_of(obj: Obj) -> Resource:
-    res = by_kind(obj.get("apiVersion", ""), obj.get("kind", ""))
-    if res is None:
-        raise CtlError(f'error: resource mapping not found for kind "{obj.get("kind")}" in '
-                       f'version "{obj.get("apiVersion")}"')
-    return res
-
-
-def _label(res: Resource, name: str) -> str:
-    return f"{res.singular_name}{'.' + res.group if res.group else ''}/{name}"
-
-
-async def cmd_apply(client: Client, args: argparse.Namespace) -> int:
-    for obj in _documents(args.filename):
-        res = _resource_of(obj)
-        name = obj.get("metadata", {}).get("name", "")
-        ns = (obj.get("metadata") or {}).get("namespace") or _namespace(args, res)
-        try:
-            before = await client.get(res, name, ns)
-        except ApiError as exc:
-            if exc.code != 404:
-                raise
-            before = None
-        after = await client.patch(res, name, obj, patch_type="apply", namespace=ns,
-                                   field_manager=FIELD_MANAGER, force=args.force_conflicts)
-        if before is None:
-            verb = "created"
-        elif before["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"]:
-            verb = "unchanged"
-        else:
-            verb = "configured"
-        print(f"{_label(res, name)} {verb}")
-    return 0
-
-
-async def cmd_delete(client: Client, args: argparse.Namespace) -> int:
-    if args.filename:
-        targets = [(_resource_of(o), o["metadata"]["name"],
-                    o["metadata"].get("namespace")) for o in _documents(args.filename)]
-    else:
-        res, names = _split_target(args.target)
-        if not names:
-            raise CtlError("error: resource(s) were provided, but no name was specified")
-        targets = [(res, n, None) for n in names]
-    policy = {"background": "Background", "foreground": "Foreground",
-              "orphan": "Orphan"}[args.cascade]
-    for res, name, ns in targets:
-        await client.delete(res, name, ns or _namespace(args, res),
-                            propagation_policy=policy)  # type: ignore[arg-type]
-        print(f'{_label(res, name)} deleted')
-    return 0
-
-
-def _describe_lines(obj: Obj, indent: str = "") -> list[str]:
-    lines = []
-    for key, value in obj.items():
-        if isinstance(value, dict) and value:
-            lines.append(f"{indent}{key}:")
-            lines.extend(_describe_lines(value, indent + "  "))
-        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            lines.append(f"{indent}{key}:")
-            for item in value:
-                sub = _describe_lines(item, indent + "    ")
-                if sub:
-                    lines.append(f"{indent}  - {sub[0].strip()}")
-                    lines.extend(sub[1:])
-        else:
-            lines.append(f"{indent}{key}: {value}")
-    return lines
-
-
-async def cmd_describe(client: Client, args: argparse.Namespace) -> int:
-    res, names = _split_target(args.target)
-    ns = _namespace(args, res)
-    if not names:
-        names = [o["metadata"]["name"] for o in (await client.list(res, ns))["items"]]
-    events_res = find_resource("events")
-    for name in names:
-        obj = await client.get(res, name, ns)
-        meta = obj["metadata"]
-        print(f"Name:         {meta['name']}")
-        if meta.get("namespace"):
-            print(f"Namespace:    {meta['namespace']}")
-        for label, key in (("Labels", "labels"), ("Annotations", "annotations")):
-            values = meta.get(key) or {}
-            shown = "\n              ".join(f"{k}={v}" for k, v in sorted(values.items()))
-            print(f"{label + ':':<14}{shown or '<none>'}")
-        print(f"Created:      {meta.get('creationTimestamp')}")
-        for section in ("spec", "status", "data"):
-            if obj.get(section):
-                print(f"{section.capitalize()}:")
-                print("\n".join(_describe_lines(obj[section], "  ")))
-        selector = f"involvedObject.uid={meta['uid']}"
-        events = (await client.list(events_res, meta.get("namespace") or "default",
-                                    field_selector=selector))["items"]
-        if not events:
-            print("Events:       <none>")
-        else:
-            print("Events:\n  Type    Reason    From    Message\n  ----    ------    ----    -------")
-            for ev in sorted(events, key=lambda e: e.get("lastTimestamp") or ""):
-                source = (ev.get("source") or {}).get("component") or ev.get(
-                    "reportingComponent", "")
-                print(f"  {ev.get('type', '')}  {ev.get('reason', '')}  {source}  "
-                      f"{ev.get('message', '')}")
-        print()
-    return 0
+            async with session.get(config.server.rstrip("/") + path, params=params) as resp:
+                if resp.status >= 300:
+                    body = await resp.read()
+                    status = status_for_body(resp.status, body,
+                                             resp.headers.get("Content-Type", ""))
+                    raise error_from_status(status, http_code=resp.status)
+                async for chunk in resp.content.iter_any():
+                    sys.stdout.write(decoder.decode(chunk))
+                    sys.stdout.flush()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransportError(f"GET {path}: {exc}") from exc
+    sys.stdout.write(decoder.decode(b"", final=True))
 
 
 async def cmd_logs(client: Client, args: argparse.Namespace) -> int:
     pods = find_resource("pods")
-    ns = args.namespace or "default"
-    params: dict[str, Any] = {"container": args.container, "follow": args.follow or None,
-                              "tailLines": args.tail if args.tail >= 0 else None,
-                              "previous": args.previous or None}
-    body = await client.request("GET", resource_path(pods, namespace=ns, name=args.pod,
-                                                     subresource="log"),
-                                params=params, accept="text/plain", raw=True)
-    sys.stdout.write(body.decode(errors="replace"))
+    ns = namespace_of(args, pods, client)
+    pod = await client.get(pods, args.pod, ns)
+    containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+    container = args.container
+    if not container:
+        annotations = pod["metadata"].get("annotations") or {}
+        container = annotations.get(DEFAULT_CONTAINER_ANNOTATION) or next(iter(containers), None)
+        if len(containers) > 1:
+            print(f'Defaulted container "{container}" out of: {", ".join(containers)}',
+                  file=sys.stderr)
+    params = {"container": container, "follow": "true" if args.follow else None,
+              "tailLines": str(args.tail) if args.tail >= 0 else None,
+              "previous": "true" if args.previous else None}
+    path = resource_path(pods, namespace=ns, name=args.pod, subresource="log")
+    try:
+        await _stream_log(client.config, path, {k: v for k, v in params.items() if v})
+    except ApiError as exc:
+        if exc.code in _LOG_UNAVAILABLE and not exc.details.get("name"):
+            raise CtlError(f'error: logs of pod "{args.pod}" are unavailable: the API server '
+                           f"does not serve pods/log ({exc.code} {exc.reason}: {exc.message}); "
+                           "a node agent must run the pod for its logs to exist") from None
+        raise
     return 0
 
 
-COMMANDS = {"get": cmd_get, "apply": cmd_apply, "delete": cmd_delete,
-            "describe": cmd_describe, "logs": cmd_logs}
+Command = Callable[[Client, argparse.Namespace], Awaitable[int]]
+COMMANDS: dict[str, Command] = {"get": cmd_get, "apply": cmd_apply, "delete": cmd_delete,
+                                "describe": cmd_describe, "logs": cmd_logs}
+# Verbs for which -A means something.
+_ALL_NAMESPACES_VERBS = ("get", "describe")
+
+
+def _boolean(value: str) -> bool:
+    if value.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"invalid boolean {value!r}: use true or false")
+    return value.lower() == "true"
+
+
+def _common(defaults: bool) -> argparse.ArgumentParser:
+    """--kubeconfig, -n and -A, accepted before and after the verb as kubectl does; after
+    the verb they default to SUPPRESS so they do not undo the values given before it."""
+    kw: dict[str, Any] = {} if defaults else {"default": argparse.SUPPRESS}
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, "
+                   "~/.kube/config, /var/lib/kubelite/kubeconfig)", **kw)
+    p.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)",
+                   **kw)
+    p.add_argument("-A", "--all-namespaces", action="store_true",
+                   help="list across all namespaces (get, describe)", **kw)
+    return p
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("ctl", help="kubectl-like commands (get, apply, delete, describe, logs)",
+    p = sub.add_parser("ctl", parents=[_common(True)],
+                       help="kubectl-like commands (get, apply, delete, describe, logs)",
                        description="Talk to the cluster's API like kubectl does.")
-    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, "
-                   "~/.kube/config, /var/lib/kubelite/kubeconfig)")
-    p.add_argument("-n", "--namespace", help="namespace (default: default)")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
-    get = verbs.add_parser("get", help="list or show objects as tables or documents")
+    common = [_common(False)]
+
+    get = verbs.add_parser("get", parents=common, help="show objects as a table, YAML, "
+                           "JSON or names", description="Show objects: "
+                           "`get KIND[,KIND...] [NAME...]` or `get KIND/NAME...`.")
     get.add_argument("target", nargs="+", metavar="KIND[/NAME] [NAME...]")
-    get.add_argument("-A", "--all-namespaces", action="store_true")
-    get.add_argument("-l", "--selector", help="label selector")
-    get.add_argument("--field-selector", help="field selector")
+    get.add_argument("-l", "--selector", help="label selector, e.g. app=web,tier!=db")
+    get.add_argument("--field-selector", help="field selector, e.g. status.phase=Running")
     get.add_argument("-o", "--output", choices=("wide", "yaml", "json", "name"))
-    apply = verbs.add_parser("apply", help="create or update objects from files (server-side)")
-    apply.add_argument("-f", "--filename", required=True, help="file, directory or -")
+
+    apply = verbs.add_parser("apply", parents=common, help="create or update objects from "
+                             "files (server-side apply)", description="Server-side apply "
+                             "with field manager kubelite-ctl; prints created, configured "
+                             "or unchanged per object.")
+    apply.add_argument("-f", "--filename", required=True,
+                       help="a YAML/JSON file (several documents allowed), a directory, or -")
     apply.add_argument("--force-conflicts", action="store_true",
-                       help="take over fields other managers own")
-    delete = verbs.add_parser("delete", help="delete objects")
+                       help="take over fields that other field managers own")
+
+    delete = verbs.add_parser("delete", parents=common, help="delete objects",
+                              description="`delete KIND NAME...`, `delete KIND/NAME...` or "
+                              "`delete -f FILE`.")
     delete.add_argument("target", nargs="*", metavar="KIND NAME...")
-    delete.add_argument("-f", "--filename", help="delete what a file describes")
+    delete.add_argument("-f", "--filename", help="delete the objects a file describes")
     delete.add_argument("--cascade", choices=("background", "foreground", "orphan"),
-                        default="background")
-    describe = verbs.add_parser("describe", help="show an object and its events")
+                        default="background", help="how dependents are deleted")
+    delete.add_argument("--wait", nargs="?", const=True, default=False, type=_boolean,
+                        metavar="true|false", help="wait until the objects are gone (finalizers, foreground)")
+
+    describe = verbs.add_parser("describe", parents=common, help="show an object's fields, "
+                                "conditions and events", description="`describe KIND [NAME...]`"
+                                " (no name: every object of the kind in the namespace).")
     describe.add_argument("target", nargs="+", metavar="KIND [NAME...]")
-    logs = verbs.add_parser("logs", help="print a container's log")
+
+    logs = verbs.add_parser("logs", parents=common, help="print a container's log")
     logs.add_argument("pod")
-    logs.add_argument("-c", "--container")
-    logs.add_argument("-f", "--follow", action="store_true")
-    logs.add_argument("--tail", type=int, default=-1)
-    logs.add_argument("--previous", action="store_true")
+    logs.add_argument("-c", "--container", help="container (default: the pod's default one)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep streaming new lines")
+    logs.add_argument("--tail", type=int, default=-1, help="only the last N lines")
+    logs.add_argument("--previous", action="store_true",
+                      help="the log of the previous, terminated container")
     p.set_defaults(run=run)
     return p
 
 
 async def run(args: argparse.Namespace) -> int:
     try:
-        config = load_kubeconfig(_kubeconfig(args.kubeconfig))
+        if args.all_namespaces and args.verb not in _ALL_NAMESPACES_VERBS:
+            raise CtlError(f"error: -A/--all-namespaces is not supported by {args.verb}")
+        path = kubeconfig_path(args.kubeconfig)
+        config = await asyncio.to_thread(load_kubeconfig, path)
         async with Client(config, user_agent="kubelite-ctl") as client:
             return await COMMANDS[args.verb](client, args)
     except CtlError as exc:
         print(exc, file=sys.stderr)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
     except ApiError as exc:
-        print(f"Error from server ({exc.reason}): {exc.message}", file=sys.stderr)
+        print(server_error(exc), file=sys.stderr)
+    except TransportError as exc:
+        print(f"Unable to connect to the server: {exc}", file=sys.stderr)
     except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)
     return 1

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 # Each module under kubelite.cli has `add_parser(subparsers)`, which binds `run`.
-SUBCOMMAND_MODULES = ("server", "controller-manager", "scheduler", "simulate", "ctl", "image")
+SUBCOMMAND_MODULES = ("server", "controller-manager", "scheduler", "simulate", "ctl", "image", "agent")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:

@@ -118,7 +118,10 @@ class RegistryClient:
                 resp.release()
         if resp.status == 200:
             return resp
-        text = (await resp.text(errors="replace"))[:300]
+        try:
+            text = (await resp.text(errors="replace"))[:300]
+        except aiohttp.ClientError:
+            text = ""  # the body of a challenge already answered is gone
         resp.release()
         if resp.status in (401, 403):
             raise ImagePullError(f"pull access denied for {ref.name}: {what}: unauthorized")

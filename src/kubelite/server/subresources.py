@@ -13,7 +13,7 @@ from kubelite.api import errors
 from kubelite.api import patch as patches
 from kubelite.api.registry import Resource, lookup
 from kubelite.api.selectors import LabelSelector
-from kubelite.server import codec
+from kubelite.server import codec, streaming
 from kubelite.server.auth import authorize
 from kubelite.server.context import (
     Target,
@@ -252,6 +252,10 @@ SUBRESOURCE_HANDLERS = {
     "eviction": handle_eviction,
     "token": handle_token,
     "finalize": handle_finalize,
+    "log": streaming.handle_log,
+    "exec": streaming.handle_exec,
+    "attach": streaming.handle_attach,
+    "portforward": streaming.handle_portforward,
 }
 
 __all__ = ["SUBRESOURCE_HANDLERS", "bind_pod", "handle_binding", "handle_review", "to_scale"]

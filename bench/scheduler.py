@@ -1,0 +1,129 @@
+"""Scheduler benchmark, shaped like kube-scheduler's scheduler_perf SchedulingBasic:
+N nodes, M pods created as fast as the API takes them, throughput measured from
+the first bind to the last, p50/p99 of created -> bound, and the RSS of the
+process the scheduler runs in (the controller manager).
+
+    .venv/bin/python bench/scheduler.py [--nodes 5000] [--pods 10000]
+
+Prints one JSON object on its last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).parent))
+import api as apibench  # noqa: E402
+
+from kubelite.scheduler.simulate import HollowSpec, node_object  # noqa: E402
+
+
+def child_pids(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+def pod(i: int) -> bytes:
+    return orjson.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"sched-{i}"},
+        "spec": {"containers": [{"name": "c", "image": "busybox", "resources": {
+            "requests": {"cpu": "100m", "memory": "100Mi"}}}]}})
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nodes", type=int, default=5000)
+    parser.add_argument("--pods", type=int, default=10000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="kubelite-sched-") as tmp:
+        data = Path(tmp) / "data"
+        port = apibench.free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kubelite.cli.main", "server", "--data-dir", str(data),
+             "--listen", f"127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / "server.log", "wb"))
+        try:
+            while not (data / "kubeconfig").exists():
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)
+            bench = apibench.Bench(data, port)
+            spec = HollowSpec(count=args.nodes, cpu="32", memory="256Gi", pods=110)
+            async with bench.session(args.concurrency + 4) as s:
+                queue = list(range(args.nodes))
+
+                async def make_nodes() -> None:
+                    while queue:
+                        body = orjson.dumps(node_object(spec, queue.pop()))
+                        async with s.post(bench.base + "/api/v1/nodes", data=body) as r:
+                            await r.read()
+                await asyncio.gather(*(make_nodes() for _ in range(args.concurrency)))
+                await asyncio.sleep(2.0)  # the scheduler's node cache catches up
+
+                created: dict[str, float] = {}
+                bound: dict[str, float] = {}
+                done = asyncio.Event()
+                url = (f"{bench.base}{apibench.PODS}?watch=true&resourceVersion=0"
+                       f"&timeoutSeconds=600")
+
+                async def watch() -> None:
+                    async with s.get(url) as r:
+                        async for line in r.content:
+                            ev = orjson.loads(line)
+                            obj = ev["object"]
+                            name = obj["metadata"]["name"]
+                            if obj.get("spec", {}).get("nodeName") and name not in bound:
+                                bound[name] = time.perf_counter()
+                                if len(bound) == args.pods:
+                                    done.set()
+                                    return
+                watcher = asyncio.create_task(watch())
+                await asyncio.sleep(0.5)
+                todo = list(range(args.pods))
+
+                async def make_pods() -> None:
+                    while todo:
+                        i = todo.pop()
+                        async with s.post(bench.base + apibench.PODS, data=pod(i)) as r:
+                            await r.read()
+                        created[f"sched-{i}"] = time.perf_counter()
+                t0 = time.perf_counter()
+                await asyncio.gather(*(make_pods() for _ in range(args.concurrency)))
+                create_s = time.perf_counter() - t0
+                try:
+                    await asyncio.wait_for(done.wait(), 600)
+                finally:
+                    watcher.cancel()
+            times = sorted(bound.values())
+            latencies = [bound[n] - created[n] for n in bound if n in created]
+            children = child_pids(proc.pid)
+            result = {
+                "nodes": args.nodes, "pods": args.pods, "bound": len(bound),
+                "create_s": round(create_s, 2),
+                "throughput_pods_per_s": round((len(times) - 1) / (times[-1] - times[0]), 1),
+                "latency_p50_ms": round(apibench.pct(latencies, 0.5) * 1000, 1),
+                "latency_p99_ms": round(apibench.pct(latencies, 0.99) * 1000, 1),
+                "scheduler_process_rss_mb": round(apibench.rss_mb(children[0]), 1)
+                if children else None,
+                "api_server_rss_mb": round(apibench.rss_mb(proc.pid), 1),
+            }
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(20)
+    print(orjson.dumps(result).decode())
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,132 @@
+"""The node agent role (kubelite's kubelet): `async def run(config, stop=...)`.
+
+Start order, each step needing the ones before; stop is the reverse:
+
+    HTTPS endpoint  -> its port goes into the Node's daemonEndpoints
+    Node            -> registered with capacity, nodeInfo, conditions
+    Lease           -> heartbeat, owned by the Node
+    node status     -> periodic condition reports
+    object source   -> ConfigMap / Secret / Service informers for pods
+    pods            -> informer on spec.nodeName, adoption and sweep, workers, relist
+
+Stopping the agent leaves containers running: a new agent adopts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import replace
+
+from kubelite.agent.config import AgentConfig
+from kubelite.agent.context import PodContext
+from kubelite.agent.lease import LeaseHeartbeat
+from kubelite.agent.node import NodeStatus, detect_ip
+from kubelite.agent.podmanager import PodManager
+from kubelite.agent.pull import ImagePuller
+from kubelite.agent.refs import InformerSource
+from kubelite.agent.sandbox import read_resolv_conf
+from kubelite.agent.server import AgentServer
+from kubelite.agent.tls import Authenticator, server_context
+from kubelite.agent.volumes import VolumeManager
+from kubelite.client import Client, EventRecorder
+from kubelite.runtime.base import ContainerRuntime, ImageStore
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    """The agent's parts, wired; `async with Agent(...)` runs them until exit."""
+
+    def __init__(self, config: AgentConfig, *, client: Client, runtime: ContainerRuntime,
+                 images: ImageStore, serve: bool = True) -> None:
+        self.config = config
+        self.client = client
+        self.runtime = runtime
+        self.images = images
+        self.recorder = EventRecorder(client, component="kubelet", host=config.node_name)
+        self.node = NodeStatus(client, config, runtime, images, self.recorder)
+        self.lease = LeaseHeartbeat(client, config.node_name, interval=config.lease_interval)
+        self.source = InformerSource(client, on_change=self._object_changed)
+        self.volumes = VolumeManager(pods_dir=config.pods_dir, client=client, source=self.source,
+                                     host_ip=self.node.host_ip, allocatable=self.node.allocatable)
+        self.ctx = PodContext(config=config, client=client, runtime=runtime, images=images,
+                              recorder=self.recorder, source=self.source, volumes=self.volumes,
+                              puller=ImagePuller(images, self.recorder),
+                              host_ip=self.node.host_ip, allocatable=self.node.allocatable)
+        self.pods = PodManager(self.ctx)
+        self.server: AgentServer | None = None
+        self._serve = serve
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ready = asyncio.Event()
+
+    def _object_changed(self, kind: str, namespace: str, name: str) -> None:
+        self.pods.object_changed(kind, namespace, name)
+
+    async def start(self) -> None:
+        config = self.config
+        await asyncio.to_thread(config.pods_dir.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(config.logs_dir.mkdir, parents=True, exist_ok=True)
+        if not self.node.ip:
+            self.node.ip = await asyncio.to_thread(detect_ip)
+        self.ctx.host_dns = await asyncio.to_thread(read_resolv_conf)
+        if self._serve:
+            ssl_context = await asyncio.to_thread(server_context, config, self.node.ip)
+            self.server = AgentServer(pods=self.pods, runtime=self.runtime,
+                                      host=config.listen_host, port=config.port,
+                                      ssl_context=ssl_context,
+                                      authenticator=Authenticator(config.client, config.node_name))
+            await self.server.start()
+            self.config = config = replace(config, port=self.server.port)
+            self.node.config = self.ctx.config = config
+        node = await self.node.register()
+        self.lease.node_uid = node["metadata"].get("uid", "")
+        await self.lease.renew()
+        self._tasks = [asyncio.create_task(self.lease.run(), name="node lease"),
+                       asyncio.create_task(self.node.run(), name="node status")]
+        self.source.start()
+        await self.pods.start()
+        self.ready.set()
+        log.info("node agent %s ready", config.node_name)
+
+    async def stop(self) -> None:
+        await self.pods.stop()
+        await self.source.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.server is not None:
+            await self.server.stop()
+
+    async def __aenter__(self) -> Agent:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def open_runtime(config: AgentConfig) -> tuple[ContainerRuntime, ImageStore]:
+    """The real runtime and image store under the agent's root."""
+    from kubelite.runtime.images import OCIImageStore
+    from kubelite.runtime.runc import RuncRuntime
+
+    images = OCIImageStore(config.root)
+    options = {"cgroup_root": config.cgroup_root} if config.cgroup_root else {}
+    runtime = await RuncRuntime.open(config.root / "runtime", images=images,
+                                     runtime=config.runtime, **options)
+    return runtime, images
+
+
+async def run(config: AgentConfig, *, stop: asyncio.Event,
+              runtime: ContainerRuntime | None = None, images: ImageStore | None = None) -> int:
+    """Run the agent until `stop` is set."""
+    if runtime is None or images is None:
+        runtime, images = await open_runtime(config)
+    async with Client(config.client, user_agent=f"kubelite-agent/{config.node_name}") as client:
+        async with Agent(config, client=client, runtime=runtime, images=images):
+            await stop.wait()
+    return 0
