@@ -103,7 +103,7 @@ async def main() -> None:
                 await asyncio.gather(*(make_pods() for _ in range(args.concurrency)))
                 create_s = time.perf_counter() - t0
                 try:
-                    await asyncio.wait_for(done.wait(), 600)
+                    await asyncio.wait_for(done.wait(), 120)
                 finally:
                     watcher.cancel()
             times = sorted(bound.values())

@@ -48,6 +48,18 @@ class Placement:
     chosen: str | None
 
 
+MIN_FEASIBLE_NODES_TO_FIND = 100
+
+
+def feasible_nodes_to_find(total: int) -> int:
+    """kube-scheduler's adaptive percentageOfNodesToScore: in big clusters, stop
+    filtering once this many feasible nodes are found (50% falling to 5%)."""
+    if total < MIN_FEASIBLE_NODES_TO_FIND:
+        return total
+    percentage = max(50 - total // 125, 5)
+    return max(total * percentage // 100, MIN_FEASIBLE_NODES_TO_FIND)
+
+
 def failure_message(nodes: int, filtered: dict[str, Status]) -> str:
     """`0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint
     {dedicated: gpu}.` — reasons counted over nodes, sorted, as kube-scheduler."""
@@ -69,6 +81,12 @@ class Scheduler:
         self.client = client
         self.scheduler_name = scheduler_name
         self.plugins = plugins if plugins is not None else default_plugins()
+        # Plugins sorted by extension point once: isinstance on runtime-checkable
+        # Protocols is far too slow to do per node.
+        self._pre_filters = [p for p in self.plugins if isinstance(p, PreFilterPlugin)]
+        self._filters = [p for p in self.plugins if isinstance(p, FilterPlugin)]
+        self._scorers = [(p, isinstance(p, NormalizeScorePlugin), getattr(p, "weight", 1))
+                         for p in self.plugins if isinstance(p, ScorePlugin)]
         self.cache = SchedulerCache()
         self.queue = SchedulingQueue()
         self.recorder = EventRecorder(client, component=scheduler_name)
@@ -79,6 +97,7 @@ class Scheduler:
         self.pods.add_handlers(on_add=self._pod_seen, on_update=lambda o, n: self._pod_seen(n),
                                on_delete=self._pod_deleted)
         self._bindings: set[asyncio.Task[None]] = set()
+        self._next_start = 0
 
     # ---- events from the informers -------------------------------------------------
 
@@ -117,33 +136,35 @@ class Scheduler:
 
     def place(self, pod: Obj) -> Placement:
         state = CycleState()
-        for plugin in self.plugins:
-            if isinstance(plugin, PreFilterPlugin):
-                status = plugin.pre_filter(state, pod)
-                if not status.ok and status.code is not Code.SKIP:
-                    return Placement({n: status for n in self.cache.nodes}, {}, {}, None)
+        for plugin in self._pre_filters:
+            status = plugin.pre_filter(state, pod)
+            if not status.ok and status.code is not Code.SKIP:
+                return Placement({n: status for n in self.cache.nodes}, {}, {}, None)
         filtered: dict[str, Status] = {}
         feasible = []
-        for name, info in self.cache.nodes.items():
+        nodes = list(self.cache.nodes.items())
+        wanted = feasible_nodes_to_find(len(nodes))
+        # Start where the last cycle stopped, so that every node gets its turn.
+        start = self._next_start % len(nodes) if nodes else 0
+        for name, info in nodes[start:] + nodes[:start]:
+            if len(feasible) >= wanted:
+                break
             status = Status()
-            for plugin in self.plugins:
-                if isinstance(plugin, FilterPlugin):
-                    status = plugin.filter(state, pod, info)
-                    if not status.ok:
-                        break
+            for plugin in self._filters:
+                status = plugin.filter(state, pod, info)
+                if not status.ok:
+                    break
             filtered[name] = status
             if status.ok:
                 feasible.append(info)
+        self._next_start = start + len(filtered)
         scores: dict[str, dict[str, int]] = {}
         totals = {info.name: 0 for info in feasible}
         if len(feasible) > 1:
-            for plugin in self.plugins:
-                if not isinstance(plugin, ScorePlugin):
-                    continue
+            for plugin, normalize, weight in self._scorers:
                 per_node = {info.name: plugin.score(state, pod, info) for info in feasible}
-                if isinstance(plugin, NormalizeScorePlugin):
+                if normalize:
                     plugin.normalize_scores(state, pod, per_node)
-                weight = getattr(plugin, "weight", 1)
                 scores[plugin.name] = per_node
                 for name, value in per_node.items():
                     totals[name] += value * weight
