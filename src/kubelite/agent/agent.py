@@ -19,6 +19,7 @@ import contextlib
 import logging
 from dataclasses import replace
 
+from kubelite.agent.apiclient import AgentClient
 from kubelite.agent.config import AgentConfig
 from kubelite.agent.context import PodContext
 from kubelite.agent.lease import LeaseHeartbeat
@@ -28,7 +29,7 @@ from kubelite.agent.pull import ImagePuller
 from kubelite.agent.refs import InformerSource
 from kubelite.agent.sandbox import read_resolv_conf
 from kubelite.agent.server import AgentServer
-from kubelite.agent.tls import Authenticator, server_context
+from kubelite.agent.tls import Authenticator, server_context, serving_files
 from kubelite.agent.volumes import VolumeManager
 from kubelite.client import Client, EventRecorder
 from kubelite.runtime.base import ContainerRuntime, ImageStore
@@ -72,7 +73,8 @@ class Agent:
             self.node.ip = await asyncio.to_thread(detect_ip)
         self.ctx.host_dns = await asyncio.to_thread(read_resolv_conf)
         if self._serve:
-            ssl_context = await asyncio.to_thread(server_context, config, self.node.ip)
+            cert, key = await serving_files(config, self.node.ip)
+            ssl_context = await asyncio.to_thread(server_context, cert, key, config.client.ca_data)
             self.server = AgentServer(pods=self.pods, runtime=self.runtime,
                                       host=config.listen_host, port=config.port,
                                       ssl_context=ssl_context,
@@ -126,7 +128,8 @@ async def run(config: AgentConfig, *, stop: asyncio.Event,
     """Run the agent until `stop` is set."""
     if runtime is None or images is None:
         runtime, images = await open_runtime(config)
-    async with Client(config.client, user_agent=f"kubelite-agent/{config.node_name}") as client:
+    async with AgentClient(config.client,
+                           user_agent=f"kubelite-agent/{config.node_name}") as client:
         async with Agent(config, client=client, runtime=runtime, images=images):
             await stop.wait()
     return 0

@@ -77,13 +77,15 @@ class AgentServer:
 
         async def guarded(request: web.Request) -> web.StreamResponse:
             peer = request.transport.get_extra_info("peercert") if request.transport else None
-            if not await authenticator.allowed(
-                    peer_cert=peer, authorization=request.headers.get("Authorization"),
-                    verb=_VERBS.get(request.method, "get"), subresource=subresource):
-                if not request.headers.get("Authorization") and not peer:
-                    return web.Response(status=401, text="Unauthorized")
-                return web.Response(status=403, text=f"Forbidden (user may not "
-                                    f"{_VERBS.get(request.method, 'get')} nodes/{subresource})")
+            verb = _VERBS.get(request.method, "get")
+            verdict = await authenticator.check(
+                peer_cert=peer, authorization=request.headers.get("Authorization"),
+                verb=verb, subresource=subresource)
+            if verdict == "unauthenticated":
+                return web.Response(status=401, text="Unauthorized")
+            if verdict == "forbidden":
+                return web.Response(status=403, text=f"Forbidden (user may not {verb} "
+                                                     f"nodes/{subresource})")
             return await route.handler(request)
 
         return guarded

@@ -74,6 +74,13 @@ def with_rv(kv: KV) -> bytes:
     return kv.value[:at] + rv + (rest if rest.startswith(b"}") else b"," + rest)
 
 
+def modified(res: Resource, name: str) -> errors.APIError:
+    """The 409 a write against a stale resourceVersion gets."""
+    return errors.conflict(res.group, res.plural, name,
+                           "the object has been modified; please apply your changes to the "
+                           "latest version and try again")
+
+
 def parse_rv(value: str | None, *, what: str = "resourceVersion") -> int | None:
     if value in (None, ""):
         return None
@@ -217,11 +224,7 @@ class Objects:
         key = res.key(meta.get("namespace"), name)
         old_rv = old["metadata"]["resourceVersion"]
         if expected_rv is not None and expected_rv != int(old_rv):
-            raise errors.conflict(
-                res.group, res.plural, name,
-                "the object has been modified; please apply your changes to the latest "
-                "version and try again",
-            )
+            raise modified(res, name)
         if meta.get("deletionTimestamp") and not _pending_finalizers(res, obj) and not (
             _awaits_kubelet(res, obj)
         ):
@@ -236,11 +239,7 @@ class Objects:
         except store_errors.KeyNotFound:
             raise errors.not_found(res.group, res.plural, name) from None
         except store_errors.RevisionMismatch:
-            raise errors.conflict(
-                res.group, res.plural, name,
-                "the object has been modified; please apply your changes to the latest "
-                "version and try again",
-            ) from None
+            raise modified(res, name) from None
         meta["resourceVersion"] = str(kv.mod_revision)
         return obj
 
@@ -254,11 +253,7 @@ class Objects:
         except store_errors.KeyNotFound:
             raise errors.not_found(res.group, res.plural, obj["metadata"]["name"]) from None
         except store_errors.RevisionMismatch:
-            raise errors.conflict(
-                res.group, res.plural, obj["metadata"]["name"],
-                "the object has been modified; please apply your changes to the latest "
-                "version and try again",
-            ) from None
+            raise modified(res, obj["metadata"]["name"]) from None
         gone = decode(kv)
         return gone
 

@@ -32,7 +32,7 @@ from kubelite.server.context import (
     query_flag,
     query_int,
 )
-from kubelite.server.objects import DeleteOptions, Objects, now_rfc3339, parse_rv
+from kubelite.server.objects import DeleteOptions, Objects, modified, now_rfc3339, parse_rv
 
 Obj = dict[str, Any]
 _RETRIES = 8
@@ -243,10 +243,7 @@ class Writer:
                 raise errors.bad_request("the patch did not produce an object")
             if new["metadata"].get("resourceVersion", current_rv) != current_rv:
                 # A patch that names a resourceVersion makes itself conditional.
-                raise errors.conflict(
-                    t.res.group, t.res.plural, t.name or "",
-                    "the object has been modified; please apply your changes to the latest "
-                    "version and try again")
+                raise modified(t.res, t.name or "")
             new["metadata"]["name"] = t.name
             if t.res.namespaced:
                 new["metadata"]["namespace"] = t.namespace
