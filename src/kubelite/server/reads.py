@@ -144,6 +144,29 @@ class _DecodedEvents:
 _DECODED = _DecodedEvents()
 
 
+class _EventLines:
+    """The encoded watch line of recent events, built once for all the watchers
+    without selectors that receive it."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._items: dict[tuple[int, str], bytes] = {}
+
+    def get(self, event: Event) -> bytes:
+        key = (event.revision, event.key)
+        line = self._items.get(key)
+        if line is None:
+            obj = with_rv(KV(event.key, event.value, 0, event.revision))
+            line = b'{"type":"%s","object":%s}\n' % (event.type.encode(), obj)
+            if len(self._items) >= self._size:
+                del self._items[next(iter(self._items))]
+            self._items[key] = line
+        return line
+
+
+_LINES = _EventLines()
+
+
 def _filter(event: Event, match: Matcher | None, name: str | None) -> tuple[str, Obj] | None:
     """The event as this watcher sees it: selector transitions become ADDED/DELETED,
     as the apiserver's watch cache filters."""
@@ -231,9 +254,7 @@ async def handle_watch(request: web.Request, t: Target) -> web.StreamResponse:
             last_rv = event.revision
             if match is None and not table:
                 if name is None or event.key.rsplit("/", 1)[-1] == name:
-                    await response.write(b'{"type":"%s","object":%s}\n' % (
-                        event.type.encode(), with_rv(KV(event.key, event.value, 0,
-                                                        event.revision))))
+                    await response.write(_LINES.get(event))
                 continue
             seen = _filter(event, match, name)
             if seen is not None:
