@@ -206,7 +206,8 @@ class FakeRuntime:
 
     async def exec(self, container_id: ContainerID, command: list[str], *, tty: bool,
                    stdin: bool) -> FakeExec:
-        self.calls.append(("exec", self.containers[container_id].config.name, tuple(command)))
+        c = self.containers.get(container_id)
+        self.calls.append(("exec", c.config.name if c else container_id, tuple(command)))
         code, out = self.exec_handler(container_id, command)
         return FakeExec(code, out)
 

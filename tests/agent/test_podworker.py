@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -169,8 +170,9 @@ async def test_bad_input_shows_reason_and_others_keep_running(
     def waiting() -> Obj:
         return cstatus(hs, "bad", "app").get("state", {}).get("waiting") or {}
 
-    await eventually(lambda: waiting().get("reason") == reason or (
-        reason == "RunContainerError" and "RunContainerError" in str(status_of(hs, "bad"))))
+    # A failed start is retried with the crash back-off: CrashLoopBackOff may come first.
+    accepted = {reason, "CrashLoopBackOff"} if reason == "RunContainerError" else {reason}
+    await eventually(lambda: waiting().get("reason") in accepted)
     await eventually(lambda: status_of(hs, "good").get("phase") == "Running")
     assert message_part in str(cstatus(hs, "bad", "app")) + str(hs.recorder.events)
     assert status_of(hs, "bad")["phase"] == "Pending" or reason == "RunContainerError"
@@ -252,3 +254,21 @@ async def test_restarted_agent_adopts_running_containers(tmp_path: Path) -> None
         assert [c for c in hs.runtime.calls if c[0] == "start"] == [("start", "app")]
     finally:
         await second.stop()
+
+
+async def test_pods_beyond_max_pods_are_rejected(tmp_path: Path) -> None:
+    hs = harness(tmp_path)
+    object.__setattr__(hs.ctx, "config", replace(hs.ctx.config, max_pods=1))
+    pods = PodManager(hs.ctx)
+    await pods.start()
+    try:
+        hs.client.add_pod(make_pod("first"))
+        await eventually(lambda: status_of(hs, "first").get("phase") == "Running")
+        hs.client.add_pod(make_pod("second"))
+        await eventually(lambda: status_of(hs, "second").get("phase") == "Failed")
+        assert status_of(hs, "second")["reason"] == "OutOfpods"
+        assert status_of(hs, "second")["message"] == \
+            "Node didn't have enough resource: pods, requested: 1, used: 1, capacity: 1"
+        assert not hs.runtime.running("second")
+    finally:
+        await pods.stop()

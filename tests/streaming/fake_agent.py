@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import pty
-import shlex
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ class FakeRuntime:
         self.pods = pods
         self.workdir = workdir
         self.execs: list[list[str]] = []
+        self.pids: list[int] = []
 
     def _sandbox(self, pod: FakePod) -> Sandbox:
         config = SandboxConfig(pod_uid=pod.uid, name=pod.name, namespace=pod.namespace,
@@ -75,11 +75,13 @@ class FakeRuntime:
             finally:
                 os.close(slave)
             pid_file.write_text(str(proc.pid))
+            self.pids.append(proc.pid)
             return TtyExec(proc, master, pid_file)
         proc = await asyncio.create_subprocess_exec(
             *command, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         pid_file.write_text(str(proc.pid))
+        self.pids.append(proc.pid)
         return PipeExec(proc, pid_file)
 
     async def exec(self, container_id: ContainerID, command: list[str], *, tty: bool,
@@ -194,10 +196,6 @@ class FakeAgent:
         self._thread.join(10)
 
 
-def node_manifest(name: str, port: int) -> dict:
-    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}
-
-
 def node_status(port: int) -> dict:
     return {"status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
                                      {"type": "Hostname", "address": "fake-node"}],
@@ -210,7 +208,3 @@ def pod_manifest(pod: FakePod, node: str) -> dict:
             "spec": {"nodeName": node,
                      "containers": [{"name": c, "image": "busybox",
                                      "ports": [{"containerPort": 80}]} for c in pod.containers]}}
-
-
-def quoted(command: list[str]) -> str:
-    return shlex.join(command)

@@ -22,6 +22,7 @@ from dataclasses import replace
 from kubelite.agent.apiclient import AgentClient
 from kubelite.agent.config import AgentConfig
 from kubelite.agent.context import PodContext
+from kubelite.agent.events import QueuedRecorder
 from kubelite.agent.lease import LeaseHeartbeat
 from kubelite.agent.node import NodeStatus, detect_ip
 from kubelite.agent.podmanager import PodManager
@@ -46,7 +47,8 @@ class Agent:
         self.client = client
         self.runtime = runtime
         self.images = images
-        self.recorder = EventRecorder(client, component="kubelet", host=config.node_name)
+        self.recorder = QueuedRecorder(
+            EventRecorder(client, component="kubelet", host=config.node_name))
         self.node = NodeStatus(client, config, runtime, images, self.recorder)
         self.lease = LeaseHeartbeat(client, config.node_name, interval=config.lease_interval)
         self.source = InformerSource(client, on_change=self._object_changed)
@@ -82,6 +84,7 @@ class Agent:
             await self.server.start()
             self.config = config = replace(config, port=self.server.port)
             self.node.config = self.ctx.config = config
+        self.recorder.start()
         node = await self.node.register()
         self.lease.node_uid = node["metadata"].get("uid", "")
         await self.lease.renew()
@@ -102,6 +105,7 @@ class Agent:
                 await task
         if self.server is not None:
             await self.server.stop()
+        await self.recorder.stop()
 
     async def __aenter__(self) -> Agent:
         await self.start()

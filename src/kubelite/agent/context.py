@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from kubelite.agent.config import AgentConfig
+from kubelite.agent.events import Recorder
 from kubelite.agent.pull import ImagePuller
 from kubelite.agent.refs import ObjectSource
 from kubelite.agent.sandbox import DNS
 from kubelite.agent.volumes import VolumeManager
-from kubelite.client import EventRecorder
 from kubelite.runtime.base import ContainerRuntime, ImageStore
 
 
@@ -22,7 +22,7 @@ class PodContext:
     client: Any  # kubelite.client.Client
     runtime: ContainerRuntime
     images: ImageStore
-    recorder: EventRecorder
+    recorder: Recorder
     source: ObjectSource
     volumes: VolumeManager
     puller: ImagePuller

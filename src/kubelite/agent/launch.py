@@ -17,7 +17,7 @@ from kubelite.agent.probes import Target, run_handler
 from kubelite.agent.pull import PullFailed, registry_auth
 from kubelite.agent.volumes import HostVolume
 from kubelite.runtime import errors
-from kubelite.runtime.base import ContainerID, Sandbox
+from kubelite.runtime.base import ContainerID, ContainerStatus, Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,30 @@ async def stop(ctx: PodContext, pod: Obj, sandbox: Sandbox | None, container: Ob
         await ctx.runtime.stop_container(cid, timeout=remaining)
     except errors.ContainerNotFound:
         pass
+
+
+async def stop_all(ctx: PodContext, pod: Obj, sandbox: Sandbox, *, grace: float,
+                   pod_ip: str) -> None:
+    """Stop the pod's containers: app containers at once, then sidecars in reverse
+    order (as kubelet since 1.29), all within one grace period."""
+    deadline = time.monotonic() + grace
+    running = [c for c in await ctx.runtime.list_containers(sandbox.id)
+               if c.state in ("running", "created")]
+    spec = pod.get("spec") or {}
+    specs = {c["name"]: c for c in [*(spec.get("initContainers") or []),
+                                     *(spec.get("containers") or [])]}
+    init_order = [c["name"] for c in spec.get("initContainers") or []]
+    apps = [c for c in running if c.name not in init_order]
+    sidecars = sorted((c for c in running if c.name in init_order),
+                      key=lambda c: init_order.index(c.name), reverse=True)
+
+    async def stop_one(c: ContainerStatus) -> None:
+        left = max(deadline - time.monotonic(), 0.0)
+        await stop(ctx, pod, sandbox, specs.get(c.name), c.id, grace=left, pod_ip=pod_ip)
+
+    await asyncio.gather(*(stop_one(c) for c in apps))
+    for c in sidecars:
+        await stop_one(c)
 
 
 def read_termination_message(path: Path, log_path: Path, *, policy: str, failed: bool) -> str:

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from kubelite.agent.config import KUBELET_VERSION, AgentConfig
+from kubelite.agent.events import Recorder
 from kubelite.agent.status import now_rfc3339
 from kubelite.api import registry
-from kubelite.client import AlreadyExists, ClientError, EventRecorder
+from kubelite.client import AlreadyExists, ClientError
 from kubelite.runtime.base import ContainerRuntime, ImageStore
 from kubelite.runtime.oci import host_arch
 
@@ -169,7 +170,7 @@ class NodeStatus:
     """Registers the Node and keeps its status current."""
 
     def __init__(self, client: Any, config: AgentConfig, runtime: ContainerRuntime,
-                 images: ImageStore, recorder: EventRecorder) -> None:
+                 images: ImageStore, recorder: Recorder) -> None:
         self.client = client
         self.config = config
         self.runtime = runtime

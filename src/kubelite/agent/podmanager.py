@@ -25,7 +25,8 @@ from kubelite.agent.containers import POD_UID, RESTART_COUNT
 from kubelite.agent.context import PodContext
 from kubelite.agent.podworker import PodWorker
 from kubelite.agent.refs import pod_references
-from kubelite.client import Informer, object_key
+from kubelite.agent.status import TERMINAL
+from kubelite.client import ClientError, Informer, object_key
 from kubelite.client.api import CORE_POD
 from kubelite.runtime import errors
 from kubelite.runtime.base import ContainerID, Sandbox
@@ -74,6 +75,7 @@ class PodManager:
         self._adopt: dict[str, Sandbox] = {}
         self._snapshot: dict[ContainerID, tuple[str, str]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         candidates = gc.sandboxes_by_pod(await self.ctx.runtime.list_sandboxes())
@@ -113,9 +115,34 @@ class PodManager:
             return
         if uid in self._finished:
             return
+        phase = (pod.get("status") or {}).get("phase")
+        active = sum(1 for w in self.workers.values() if w.terminal is None)
+        if phase not in TERMINAL and active >= self.ctx.config.max_pods:
+            self._track(self._reject(pod, "OutOfpods",
+                                     f"Node didn't have enough resource: pods, requested: 1, "
+                                     f"used: {active}, capacity: {self.ctx.config.max_pods}"))
+            return
         worker = PodWorker(self.ctx, pod, on_done=self._done, sandbox=self._adopt.pop(uid, None))
         self.workers[uid] = worker
         worker.start()
+
+    async def _reject(self, pod: Obj, reason: str, message: str) -> None:
+        """Admission refused the pod (as kubelet's): it fails without running."""
+        meta = pod["metadata"]
+        await self.ctx.recorder.record(pod, "Warning", reason, message)
+        patch = {"metadata": {"uid": meta["uid"]},
+                 "status": {"phase": "Failed", "reason": reason, "message": message}}
+        try:
+            await self.ctx.client.patch(CORE_POD, meta["name"], patch, patch_type="merge",
+                                        namespace=meta.get("namespace"), subresource="status")
+        except ClientError as e:
+            log.warning("pod %s/%s: could not reject it: %s", meta.get("namespace"),
+                        meta["name"], e)
+
+    def _track(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _on_delete(self, pod: Obj) -> None:
         worker = self.workers.get(pod["metadata"]["uid"])

@@ -163,7 +163,7 @@ class PodWorker:
             self._acquired = True
         if (pod.get("status") or {}).get("phase") in TERMINAL and self.written is None:
             # Finished before this agent (re)started: only clean up what is left.
-            await self._release_node_resources()
+            await self._release_node_resources(keep_logs=True)
             self.terminal = pod.get("status") or {}
             return False
         try:
@@ -185,6 +185,8 @@ class PodWorker:
         groups = _instances(observed)
         if await self._act(groups, volumes):
             groups = _instances(await self.ctx.runtime.list_containers(self.sandbox.id))
+            # Look again at once: the next init container or sidecar may be startable.
+            self.wake()
         await self._prune(groups)
         await self._read_termination_messages(groups)
         view = self._view(groups)
@@ -421,28 +423,9 @@ class PodWorker:
         await self._release_node_resources(keep_logs=True)
 
     async def _stop_containers(self, grace: float) -> None:
-        """App containers at once, then sidecars in reverse order, sharing one grace period."""
-        if self.sandbox is None:
-            return
-        deadline = time.monotonic() + grace
-        running = [c for c in await self.ctx.runtime.list_containers(self.sandbox.id)
-                   if c.state in ("running", "created")]
-        spec = self.pod.get("spec") or {}
-        specs = {c["name"]: c for c in [*(spec.get("initContainers") or []),
-                                         *(spec.get("containers") or [])]}
-        sidecar_order = [c["name"] for c in spec.get("initContainers") or []]
-        apps = [c for c in running if c.name not in sidecar_order]
-        sidecars = sorted((c for c in running if c.name in sidecar_order),
-                          key=lambda c: sidecar_order.index(c.name), reverse=True)
-
-        async def stop_one(c: ContainerStatus) -> None:
-            left = max(deadline - time.monotonic(), 0.0)
-            await launch.stop(self.ctx, self.pod, self.sandbox, specs.get(c.name), c.id,
-                              grace=left, pod_ip=self.pod_ip)
-
-        await asyncio.gather(*(stop_one(c) for c in apps))
-        for c in sidecars:
-            await stop_one(c)
+        if self.sandbox is not None:
+            await launch.stop_all(self.ctx, self.pod, self.sandbox, grace=grace,
+                                  pod_ip=self.pod_ip)
 
     async def _terminate(self) -> None:
         await self.probes.stop_all()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -101,7 +102,8 @@ def _address(action: Obj, target: Target) -> tuple[str, str, int]:
 
 
 def _dial_error(host: str, port: int, e: OSError) -> str:
-    reason = (e.strerror or str(e)).lower()
+    # Go's wording: the errno's text ("connection refused"), not asyncio's message.
+    reason = os.strerror(e.errno).lower() if e.errno else str(e)
     return f"dial tcp {host}:{port}: connect: {reason}"
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 
 from kubelite.agent.backoff import Backoff
+from kubelite.agent.events import Recorder
 from kubelite.agent.refs import ObjectSource
-from kubelite.client import EventRecorder
 from kubelite.runtime import errors, reference
 from kubelite.runtime.base import Image, ImageStore, RegistryAuth
 
@@ -63,7 +63,7 @@ async def registry_auth(pod: Obj, image: str, source: ObjectSource) -> list[Regi
 
 
 class ImagePuller:
-    def __init__(self, images: ImageStore, recorder: EventRecorder) -> None:
+    def __init__(self, images: ImageStore, recorder: Recorder) -> None:
         self.images = images
         self.recorder = recorder
         self.backoff = Backoff()

@@ -234,9 +234,8 @@ def pod_status(view: PodView) -> Obj:
     pod_phase = phase(view)
     init_done = all(c.succeeded for c in view.init if not c.sidecar) and all(
         c.started for c in view.init if c.sidecar)
-    default_app = "ContainerCreating" if init_done or not view.init else "PodInitializing"
-    if not view.sandbox_ready:
-        default_app = "ContainerCreating"
+    default_app = "ContainerCreating" if init_done or not view.sandbox_ready \
+        else "PodInitializing"
     status: Obj = {
         "phase": pod_phase,
         "conditions": _with_transition_times(conditions(view, pod_phase),

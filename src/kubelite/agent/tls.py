@@ -55,7 +55,10 @@ async def serving_files(config: AgentConfig, node_ip: str) -> tuple[Path, Path]:
 def server_context(cert: Path, key: Path, ca_data: bytes | None) -> ssl.SSLContext:
     """TLS for the endpoint; client certificates are asked for and checked
     against the cluster CA, but optional (tokens are the other way in)."""
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    # A bare server context: the default one would load the system's CA bundle,
+    # which only matters to clients and costs memory.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(str(cert), str(key))
     if ca_data:
         ctx.load_verify_locations(cadata=ca_data.decode())

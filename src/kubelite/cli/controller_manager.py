@@ -6,9 +6,6 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from kubelite.client import Client, load_kubeconfig
-from kubelite.controllers.manager import ControllerManager
-
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("controller-manager", help="run the controllers against a server",
@@ -24,6 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 async def run(args: argparse.Namespace) -> int:
     from kubelite.cli.main import run_until_signalled
+    from kubelite.client import Client, load_kubeconfig
+    from kubelite.controllers.manager import ControllerManager
 
     config = await asyncio.to_thread(load_kubeconfig, args.kubeconfig)
 

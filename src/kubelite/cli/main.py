@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 # Each module under kubelite.cli has `add_parser(subparsers)`, which binds `run`.
+# Parsers are built for every command, so a module imports its role's code inside
+# `run`: a node agent must not carry the API server's libraries in its memory.
 SUBCOMMAND_MODULES = ("server", "controller-manager", "scheduler", "simulate", "ctl", "image", "agent")
 
 

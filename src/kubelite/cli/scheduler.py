@@ -7,9 +7,6 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from kubelite.client import Client, InformerFactory, load_kubeconfig
-from kubelite.scheduler.scheduler import Scheduler
-
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("scheduler", help="run the scheduler against a server",
@@ -23,6 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 async def run(args: argparse.Namespace) -> int:
     from kubelite.cli.main import run_until_signalled
+    from kubelite.client import Client, InformerFactory, load_kubeconfig
+    from kubelite.scheduler.scheduler import Scheduler
 
     config = await asyncio.to_thread(load_kubeconfig, args.kubeconfig)
 

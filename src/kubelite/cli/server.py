@@ -7,10 +7,6 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from kubelite.cli.supervise import Supervised
-from kubelite.server.app import APIServer, ServerConfig
-from kubelite.store.sqlite import SqliteStore
-
 # Recent events kept in memory for watches; older ones are read back from SQLite, so
 # this only trades memory for the speed of long-lagging resumptions.
 STORE_EVENT_WINDOW = 2000
@@ -40,6 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 async def run(args: argparse.Namespace) -> int:
     from kubelite.cli.main import run_until_signalled
+    from kubelite.cli.supervise import Supervised
+    from kubelite.server.app import APIServer, ServerConfig
+    from kubelite.store.sqlite import SqliteStore
 
     host, port = args.listen
     config = ServerConfig(data_dir=args.data_dir, host=host, port=port,

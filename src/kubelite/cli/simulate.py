@@ -6,9 +6,6 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from kubelite.client import Client, load_kubeconfig
-from kubelite.scheduler.simulate import HollowNodes, HollowSpec
-
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="register hollow nodes that run pods without containers",
@@ -28,6 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 async def run(args: argparse.Namespace) -> int:
     from kubelite.cli.main import run_until_signalled
+    from kubelite.client import Client, load_kubeconfig
+    from kubelite.scheduler.simulate import HollowNodes, HollowSpec
 
     config = await asyncio.to_thread(load_kubeconfig, args.kubeconfig)
     spec = HollowSpec(count=args.nodes, prefix=args.prefix, cpu=args.cpu, memory=args.memory,

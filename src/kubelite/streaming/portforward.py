@@ -165,9 +165,10 @@ async def serve_websocket(ws: web.WebSocketResponse, ports: list[int], dial: Dia
 
     async def from_client() -> None:
         async for msg in ws:
-            if msg.type != WSMsgType.BINARY or not msg.data:
+            raw = msg.data.encode() if msg.type == WSMsgType.TEXT else msg.data
+            if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT) or not raw:
                 continue
-            channel, data = channels.parse(msg.data)
+            channel, data = channels.parse(raw)
             writer = writers.get(channel // 2) if channel % 2 == 0 else None
             if writer is not None and data and not writer.is_closing():
                 writer.write(data)

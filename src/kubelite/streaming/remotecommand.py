@@ -64,9 +64,11 @@ async def _pump(ws: web.WebSocketResponse, source: AsyncIterator[bytes], channel
 async def _from_client(ws: web.WebSocketResponse, process: ExecProcess,
                        opts: StreamOptions) -> None:
     async for msg in ws:
-        if msg.type != WSMsgType.BINARY or not msg.data:
+        # The PyPI client sends str input as text messages, channel byte included.
+        raw = msg.data.encode() if msg.type == WSMsgType.TEXT else msg.data
+        if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT) or not raw:
             continue
-        channel, data = channels.parse(msg.data)
+        channel, data = channels.parse(raw)
         if channel == channels.STDIN and opts.stdin:
             await process.write_stdin(data)
         elif channel == channels.RESIZE and opts.tty:

@@ -207,8 +207,10 @@ class SpdySession:
                     stream.local_closed = True
                     stream._end_remote()
             case spdy.Ping(ping_id):
-                # This side never pings, so every PING is the peer's and is echoed.
-                await self.send(spdy.Ping(ping_id))
+                # Clients ping with odd ids, servers with even ones: echo the peer's
+                # pings; one of our own coming back is the answer (this side never pings).
+                if ping_id % 2 != self._next_id % 2:
+                    await self.send(spdy.Ping(ping_id))
             case spdy.GoAway():
                 return False
         return True
