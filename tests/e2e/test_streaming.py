@@ -21,7 +21,14 @@ from kubernetes import client, config
 from kubernetes.stream import portforward, stream
 
 from tests.e2e.conftest import Server, free_port
-from tests.streaming.fake_agent import FakeAgent, FakePod, node_status, pod_manifest
+from tests.streaming.fake_agent import (
+    FakeAgent,
+    FakePod,
+    log_line,
+    log_path,
+    node_status,
+    pod_manifest,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -140,6 +147,26 @@ def test_kubectl_exec_with_a_terminal(server: Server) -> None:
 ], ids=["all", "tail", "follow", "timestamps"])
 def test_kubectl_logs(server: Server, args: list[str], want: str) -> None:
     assert server.kubectl("logs", "web", *args, timeout=30).stdout == want
+
+
+def test_kubectl_logs_follow_streams_new_lines(server: Server, agent: FakeAgent) -> None:
+    pod = agent.runtime.pods[0]
+    pod.following.set()
+    env = {**os.environ, "KUBECONFIG": str(server.kubeconfig), "HOME": str(server.data_dir.parent)}
+    proc = subprocess.Popen(["kubectl", "logs", "-f", "--tail=1", "web"], stdout=subprocess.PIPE,
+                            env=env, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "three\n"
+        with open(log_path(pod, agent.runtime.workdir), "a") as f:
+            f.write(log_line(3, "four"))
+        assert proc.stdout.readline() == "four\n"
+        pod.following.clear()
+        assert proc.wait(10) == 0
+    finally:
+        pod.following.clear()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_kubectl_attach(server: Server) -> None:

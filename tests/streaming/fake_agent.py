@@ -39,6 +39,8 @@ class FakePod:
     # What `attach` runs: a stand-in for the container's main process.
     attach_command: tuple[str, ...] = ("sh", "-c", "echo attached; cat")
     log_lines: list[str] = field(default_factory=list)
+    # While set, `logs -f` keeps following the log file (the container "runs").
+    following: threading.Event = field(default_factory=threading.Event)
 
 
 class FakeRuntime:
@@ -94,10 +96,17 @@ class FakeRuntime:
         return await self._spawn(list(pod.attach_command), tty=False, stdin=stdin)
 
 
+def log_path(pod: FakePod, workdir: Path) -> Path:
+    return workdir / f"{pod.namespace}_{pod.name}.log"
+
+
+def log_line(i: int, line: str) -> str:
+    return f"2024-01-01T00:00:0{i % 10}.000000000Z stdout F {line}\n"
+
+
 def _log_file(pod: FakePod, workdir: Path) -> Path:
-    path = workdir / f"{pod.namespace}_{pod.name}.log"
-    path.write_text("".join(f"2024-01-01T00:00:0{i % 10}.000000000Z stdout F {line}\n"
-                            for i, line in enumerate(pod.log_lines)))
+    path = log_path(pod, workdir)
+    path.write_text("".join(log_line(i, line) for i, line in enumerate(pod.log_lines)))
     return path
 
 
@@ -122,7 +131,7 @@ def build_app(runtime: FakeRuntime, *, token: str) -> web.Application:
         await out.prepare(request)
 
         async def running() -> bool:
-            return False
+            return pod.following.is_set()
 
         await stream_log(_log_file(pod, runtime.workdir), opts, write=out.write, running=running)
         await out.write_eof()

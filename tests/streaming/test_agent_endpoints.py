@@ -4,7 +4,6 @@ reaches an echo server inside a network namespace this test creates."""
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import socket
 import subprocess
@@ -182,5 +181,14 @@ async def test_port_forward_spdy_tunnel_reaches_the_pod_network(agent, netns) ->
     await asyncio.wait_for(runner, 5)
 
 
-def test_netns_is_gone_after_the_module(netns) -> None:
-    assert os.path.exists(netns[0])
+def test_install_adds_the_routes_to_the_agent_route_table(tmp_path: Path) -> None:
+    from kubelite.agent.server import AgentServer
+    from kubelite.agent.streaming import install
+
+    server = AgentServer(pods=None, runtime=FakeRuntime([], tmp_path), host="127.0.0.1",  # type: ignore[arg-type]
+                         port=0, ssl_context=None, authenticator=None)
+    install(server)
+    added = {(r.method, r.path, r.subresource) for r in server.routes}
+    assert {("GET", "/exec/{namespace}/{pod}/{container}", "proxy"),
+            ("GET", "/attach/{namespace}/{pod}/{container}", "proxy"),
+            ("GET", "/portForward/{namespace}/{pod}", "proxy")} <= added

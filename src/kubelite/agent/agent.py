@@ -19,6 +19,7 @@ import contextlib
 import logging
 from dataclasses import replace
 
+from kubelite.agent import streaming
 from kubelite.agent.apiclient import AgentClient
 from kubelite.agent.config import AgentConfig
 from kubelite.agent.context import PodContext
@@ -81,6 +82,7 @@ class Agent:
                                       host=config.listen_host, port=config.port,
                                       ssl_context=ssl_context,
                                       authenticator=Authenticator(config.client, config.node_name))
+            streaming.install(self.server)
             await self.server.start()
             self.config = config = replace(config, port=self.server.port)
             self.node.config = self.ctx.config = config

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from kubelite.agent import netns
+from kubelite.agent.server import AgentServer
 from kubelite.runtime.base import ContainerRuntime, ContainerStatus, Sandbox
 from kubelite.runtime.errors import RuntimeError_
 from kubelite.streaming import channels, portforward, remotecommand
@@ -30,6 +31,9 @@ from kubelite.streaming.session import SpdySession, WebSocketChannel
 
 # kubectl's frames are small; SPDY-in-WebSocket messages carry up to one data frame.
 MAX_MESSAGE = 16 * 1024 * 1024
+
+# kubelet authorizes exec, attach and port-forward as `nodes/proxy`.
+SUBRESOURCE = "proxy"
 
 NetnsDial = Callable[[str, str, int],
                      Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
@@ -148,3 +152,12 @@ class StreamingEndpoints:
         else:
             await portforward.serve_websocket(ws, ports, dial, target=target)
         return ws
+
+
+def install(server: AgentServer) -> StreamingEndpoints:
+    """Add the endpoints to the agent's route table; call before `server.start()`."""
+    endpoints = StreamingEndpoints(server.runtime)
+    for route in endpoints.routes():
+        assert isinstance(route, web.RouteDef)
+        server.add_route(route.method, route.path, route.handler, subresource=SUBRESOURCE)
+    return endpoints

@@ -34,8 +34,6 @@ from kubelite.client import (
 from kubelite.client.errors import error_from_status, status_for_body
 
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
-# Answers that mean "nothing serves pods/log here", as opposed to an answer about the pod.
-_LOG_UNAVAILABLE = (404, 405, 501, 502, 503)
 
 
 async def _stream_log(config: ClientConfig, path: str, params: dict[str, str]) -> None:
@@ -81,14 +79,7 @@ async def cmd_logs(client: Client, args: argparse.Namespace) -> int:
               "tailLines": str(args.tail) if args.tail >= 0 else None,
               "previous": "true" if args.previous else None}
     path = resource_path(pods, namespace=ns, name=args.pod, subresource="log")
-    try:
-        await _stream_log(client.config, path, {k: v for k, v in params.items() if v})
-    except ApiError as exc:
-        if exc.code in _LOG_UNAVAILABLE and not exc.details.get("name"):
-            raise CtlError(f'error: logs of pod "{args.pod}" are unavailable: the API server '
-                           f"does not serve pods/log ({exc.code} {exc.reason}: {exc.message}); "
-                           "a node agent must run the pod for its logs to exist") from None
-        raise
+    await _stream_log(client.config, path, {k: v for k, v in params.items() if v})
     return 0
 
 

@@ -1,12 +1,16 @@
-"""The scheduler's view of nodes and the pods counted on them, including pods it has
-assumed (chosen a node for) while their binding is in flight, so that a burst of
-pods never over-commits a node."""
+"""The scheduler's view of nodes and of the pods counted on them, including pods it
+has assumed: a pod counts against its node from the moment the node is chosen,
+so that a burst of pods never over-commits a node while bindings are in flight.
+When the informer later shows the pod bound, its own version replaces the
+assumption; when the binding fails, `forget` withdraws it.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
-from kubelite.scheduler.nodeinfo import NodeInfo, pod_key
+from kubelite.scheduler.nodeinfo import NodeInfo, PodInfo
 
 Obj = dict[str, Any]
 
@@ -14,47 +18,99 @@ Obj = dict[str, Any]
 class SchedulerCache:
     def __init__(self) -> None:
         self.nodes: dict[str, NodeInfo] = {}
+        # Node names in a stable order, for the round-robin start of each cycle.
+        self.order: list[str] = []
         # pod key -> node name, for pods bound or assumed
         self._placed: dict[str, str] = {}
         # pods whose binding is in flight, not yet seen bound by the informer
         self.assumed: set[str] = set()
+        # pods the API shows on nodes the scheduler has not seen (yet)
+        self._ghosts: dict[str, dict[str, PodInfo]] = {}
+        # image name -> number of nodes reporting it (ImageLocality's spread factor)
+        self.image_nodes: Counter[str] = Counter()
+        # pods with (anti-)affinity terms anywhere: InterPodAffinity skips work when none
+        self.affinity_pods = 0
 
-    def set_node(self, node: Obj) -> None:
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def node_list(self) -> list[NodeInfo]:
+        nodes = self.nodes
+        return [nodes[n] for n in self.order]
+
+    # ---- nodes ---------------------------------------------------------------------
+
+    def set_node(self, node: Obj) -> NodeInfo:
         name = node["metadata"]["name"]
         info = self.nodes.get(name)
         if info is None:
-            self.nodes[name] = NodeInfo.of(node)
+            info = self.nodes[name] = NodeInfo.of(node)
+            self.order.append(name)
+            for pod in self._ghosts.pop(name, {}).values():
+                info.add_pod(pod)
         else:
+            self.image_nodes.subtract(info.images.keys())
             info.set_node(node)
+        self.image_nodes.update(info.images.keys())
+        return info
 
-    def remove_node(self, node: Obj) -> None:
-        self.nodes.pop(node["metadata"]["name"], None)
+    def remove_node(self, name: str) -> None:
+        info = self.nodes.pop(name, None)
+        if info is None:
+            return
+        self.order.remove(name)
+        self.image_nodes.subtract(info.images.keys())
+        if info.pods:
+            self._ghosts[name] = info.pods
 
-    def add_pod(self, pod: Obj) -> None:
-        """A pod the API shows bound to a node (its own view replaces an assumption)."""
-        key = pod_key(pod)
-        node_name = pod["spec"]["nodeName"]
-        self.assumed.discard(key)
-        previous = self._placed.get(key)
-        if previous is not None and previous != node_name and previous in self.nodes:
-            self.nodes[previous].remove_pod(pod)
-        self._placed[key] = node_name
-        if node_name in self.nodes:
-            self.nodes[node_name].add_pod(pod)
+    # ---- pods ----------------------------------------------------------------------
 
-    def remove_pod(self, pod: Obj) -> None:
-        key = pod_key(pod)
+    def _target(self, node_name: str) -> dict[str, PodInfo] | NodeInfo:
+        info = self.nodes.get(node_name)
+        if info is not None:
+            return info
+        return self._ghosts.setdefault(node_name, {})
+
+    def add_pod(self, pod: PodInfo, node_name: str) -> None:
+        """A pod counted on `node_name`: bound (the API's view) or assumed."""
+        self.remove_pod(pod.key)
+        self._placed[pod.key] = node_name
+        target = self._target(node_name)
+        if isinstance(target, NodeInfo):
+            target.add_pod(pod)
+        else:
+            target[pod.key] = pod
+        if pod.has_affinity:
+            self.affinity_pods += 1
+
+    def remove_pod(self, key: str) -> PodInfo | None:
         self.assumed.discard(key)
         node_name = self._placed.pop(key, None)
-        if node_name in self.nodes:
-            self.nodes[node_name].remove_pod(pod)
+        if node_name is None:
+            return None
+        info = self.nodes.get(node_name)
+        if info is not None:
+            old = info.remove_pod(key)
+        else:
+            ghosts = self._ghosts.get(node_name, {})
+            old = ghosts.pop(key, None)
+            if not ghosts:
+                self._ghosts.pop(node_name, None)
+        if old is not None and old.has_affinity:
+            self.affinity_pods -= 1
+        return old
 
-    def assume(self, pod: Obj, node_name: str) -> None:
-        placed = {**pod, "spec": {**pod["spec"], "nodeName": node_name}}
-        self.add_pod(placed)
-        self.assumed.add(pod_key(pod))
+    def node_of(self, key: str) -> str | None:
+        return self._placed.get(key)
 
-    def forget(self, pod: Obj) -> None:
+    def assume(self, pod: PodInfo, node_name: str) -> None:
+        self.add_pod(pod.with_node(node_name), node_name)
+        self.assumed.add(pod.key)
+
+    def forget(self, key: str) -> None:
         """A binding failed: the assumption is withdrawn."""
-        if pod_key(pod) in self.assumed:
-            self.remove_pod(pod)
+        if key in self.assumed:
+            self.remove_pod(key)
+
+    def is_assumed(self, key: str) -> bool:
+        return key in self.assumed

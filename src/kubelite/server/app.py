@@ -14,7 +14,7 @@ from aiohttp import web
 
 from kubelite.api import errors
 from kubelite.api.registry import Resource, lookup
-from kubelite.server import codec, discovery, openapi, reads
+from kubelite.server import codec, discovery, openapi, reads, streaming
 from kubelite.server.admission import IMMORTAL_NAMESPACES
 from kubelite.server.auth import Authenticator, TokenSigner, authorize
 from kubelite.server.certs import Credentials, ensure_credentials
@@ -246,7 +246,11 @@ class APIServer:
         context = ServerContext(
             store=self.store, objects=objects, signer=signer,
             authenticator=Authenticator(admin_token=creds.admin_token, signer=signer))
-        self._runner = web.AppRunner(build_app(context), access_log=None,
+        app = build_app(context)
+        # pods/log, exec, attach and portforward are proxied to node agents, which
+        # are verified against the cluster CA and shown the admin token.
+        streaming.install(app, ca_file=creds.ca_cert, token=creds.admin_token)
+        self._runner = web.AppRunner(app, access_log=None,
                                      handler_cancellation=True, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.host, cfg.port, ssl_context=ssl_context(creds),

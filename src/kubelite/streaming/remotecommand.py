@@ -96,7 +96,6 @@ async def serve_websocket(ws: web.WebSocketResponse, process: ExecProcess,
     try:
         await asyncio.wait({client, exited}, return_when=asyncio.FIRST_COMPLETED)
         if not exited.done():
-            await process.kill()
             return None
         code = exited.result()
         await asyncio.wait(outputs, timeout=DRAIN_TIMEOUT)
@@ -108,6 +107,9 @@ async def serve_websocket(ws: web.WebSocketResponse, process: ExecProcess,
             await ws.send_bytes(channels.frame(channels.ERROR, channels.encode_status(status)))
         return code
     finally:
+        # Also when this handler is cancelled because the connection dropped.
+        if not exited.done():
+            await process.kill()
         for task in (*outputs, client, exited):
             task.cancel()
         await asyncio.gather(*outputs, client, exited, return_exceptions=True)
