@@ -210,13 +210,17 @@ def test_pod_with_init_env_and_volumes_runs(server: Server, agent: Agent) -> Non
     assert "2/2" in described and "Running" in described
 
 
-def test_kubectl_logs_through_the_api_server(server: Server, agent: Agent) -> None:
+def test_kubectl_logs_and_exec_through_the_api_server(server: Server, agent: Agent) -> None:
     server.kubectl("apply", "-f", "-", input=DEMO)
     wait_until(lambda: phase(server, "demo") == "Running")
-    result = server.kubectl("logs", "demo", "-c", "side", check=False)
-    if "no credentials for node agents" in result.stderr:
-        pytest.skip("the API server does not proxy to node agents yet")
-    assert result.stdout == "from-init\n"
+    assert server.kubectl("logs", "demo", "-c", "side").stdout == "from-init\n"
+    out = server.kubectl("exec", "demo", "-c", "side", "--", "sh", "-c", "echo $HOSTNAME")
+    assert out.stdout.strip() == "demo"
+    failed = server.kubectl("exec", "demo", "-c", "side", "--", "sh", "-c", "exit 3",
+                            check=False)
+    assert failed.returncode == 3
+    piped = server.kubectl("exec", "-i", "demo", "-c", "side", "--", "cat", input="through\n")
+    assert piped.stdout == "through\n"
 
 
 def test_crash_loop_back_off_with_growing_restart_count(server: Server, agent: Agent) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from kubelite.scheduler.framework import SUCCESS, CycleState, Obj, Status
-from kubelite.scheduler.nodeinfo import NodeInfo
+from kubelite.scheduler.framework import SKIP, SUCCESS, CycleState, Status
+from kubelite.scheduler.nodeinfo import NodeInfo, PodInfo
 
 NAME = "NodeName"
 REASON = "node(s) didn't match the requested node name"
@@ -12,8 +12,11 @@ REASON = "node(s) didn't match the requested node name"
 class NodeName:
     name = NAME
 
-    def filter(self, state: CycleState, pod: Obj, node: NodeInfo) -> Status:
-        wanted = (pod.get("spec") or {}).get("nodeName")
+    def pre_filter(self, state: CycleState, pod: PodInfo) -> Status:
+        return SUCCESS if pod.spec.get("nodeName") else SKIP
+
+    def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
+        wanted = pod.spec.get("nodeName")
         if wanted and wanted != node.name:
             return Status.unschedulable(NAME, REASON, resolvable=False)
         return SUCCESS

@@ -1,83 +1,120 @@
-"""NodeResourcesFit (filter, LeastAllocated score) and BalancedAllocation (score)."""
+"""NodeResourcesFit: a pod fits where allocatable minus what is requested (bound and
+assumed pods) covers its requests and the pod count; scored by a strategy:
+LeastAllocated (default, spreads), MostAllocated (packs) or RequestedToCapacityRatio
+(a piecewise-linear shape over utilisation)."""
 
 from __future__ import annotations
 
-from kubelite.scheduler.framework import MAX_NODE_SCORE, SUCCESS, CycleState, Obj, Status
-from kubelite.scheduler.nodeinfo import NodeInfo
-from kubelite.scheduler.resources import CPU, MEMORY, PODS, non_zero_requests, pod_requests
+from dataclasses import dataclass
+from typing import Any
 
-FIT = "NodeResourcesFit"
-BALANCED = "NodeResourcesBalancedAllocation"
-_REQUESTS = "noderesources/requests"
-_NON_ZERO = "noderesources/non-zero"
+from kubelite.scheduler.framework import MAX_NODE_SCORE, SUCCESS, CycleState, Status
+from kubelite.scheduler.nodeinfo import NodeInfo, PodInfo
+from kubelite.scheduler.resources import CPU, MEMORY
+
+NAME = "NodeResourcesFit"
+LEAST = "LeastAllocated"
+MOST = "MostAllocated"
+RATIO = "RequestedToCapacityRatio"
+# Checked first and in this order, as Kubernetes' fitsRequest; other (extended,
+# hugepages) resources follow by name.
+_ORDER = (CPU, MEMORY, "ephemeral-storage")
+DEFAULT_RESOURCES = ((CPU, 1), (MEMORY, 1))
 
 
-def requests_of(state: CycleState, pod: Obj) -> dict[str, int]:
-    cached = state.data.get(_REQUESTS)
-    if cached is None:
-        cached = state.data[_REQUESTS] = pod_requests(pod)
-    return cached
+@dataclass(frozen=True)
+class ScoringStrategy:
+    type: str = LEAST
+    resources: tuple[tuple[str, int], ...] = DEFAULT_RESOURCES
+    # RequestedToCapacityRatio: (utilisation 0..100, score 0..10) points
+    shape: tuple[tuple[int, int], ...] = ((0, 10), (100, 0))
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any]) -> ScoringStrategy:
+        raw = args.get("scoringStrategy") or {}
+        resources = tuple((r["name"], int(r.get("weight") or 1))
+                          for r in raw.get("resources") or []) or DEFAULT_RESOURCES
+        shape = tuple((int(p["utilization"]), int(p["score"]))
+                      for p in (raw.get("requestedToCapacityRatio") or {}).get("shape") or [])
+        return cls(raw.get("type") or LEAST, resources, shape or cls.shape)
 
 
-def non_zero_of(state: CycleState, pod: Obj) -> dict[str, int]:
-    cached = state.data.get(_NON_ZERO)
-    if cached is None:
-        cached = state.data[_NON_ZERO] = non_zero_requests(pod)
-    return cached
+def insufficient(pod: PodInfo, node: NodeInfo, ignored: frozenset[str] = frozenset()
+                 ) -> list[str]:
+    """Kubernetes' fitsRequest reasons, in its order."""
+    reasons = []
+    if len(node.pods) + 1 > node.allowed_pods:
+        reasons.append("Too many pods")
+    requests = pod.requests
+    if not requests:
+        return reasons
+    names = [n for n in _ORDER if n in requests]
+    names += sorted(n for n in requests if n not in _ORDER and n != "pods")
+    for name in names:
+        want = requests[name]
+        if want <= 0 or name in ignored:
+            continue
+        if want > node.allocatable.get(name, 0) - node.requested.get(name, 0):
+            reasons.append(f"Insufficient {name}")
+    return reasons
+
+
+def _requested(pod: PodInfo, node: NodeInfo, name: str, non_zero: bool) -> int:
+    if non_zero and name == CPU:
+        return node.non_zero_cpu + pod.non_zero_cpu
+    if non_zero and name == MEMORY:
+        return node.non_zero_memory + pod.non_zero_memory
+    return node.requested.get(name, 0) + pod.requests.get(name, 0)
+
+
+def _shape_score(shape: tuple[tuple[int, int], ...], utilisation: int) -> int:
+    points = [(u, s * MAX_NODE_SCORE // 10) for u, s in shape]
+    if utilisation <= points[0][0]:
+        return points[0][1]
+    for (u0, s0), (u1, s1) in zip(points, points[1:], strict=False):
+        if utilisation <= u1:
+            return s0 + (s1 - s0) * (utilisation - u0) // (u1 - u0)
+    return points[-1][1]
 
 
 class NodeResourcesFit:
-    name = FIT
+    name = NAME
 
-    def __init__(self, *, weight: int = 1) -> None:
-        self.weight = weight
+    def __init__(self, *, strategy: ScoringStrategy | None = None,
+                 ignored_resources: frozenset[str] = frozenset()) -> None:
+        self.strategy = strategy or ScoringStrategy()
+        self.ignored = ignored_resources
 
-    def pre_filter(self, state: CycleState, pod: Obj) -> Status:
-        requests_of(state, pod)
-        return SUCCESS
+    def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
+        # The common case inline: a pod asking for cpu and memory only.
+        requests = pod.requests
+        if (len(node.pods) < node.allowed_pods and len(requests) <= 2
+                and requests.keys() <= {CPU, MEMORY} and not self.ignored):
+            allocatable, requested = node.allocatable, node.requested
+            if (requests.get(CPU, 0) <= allocatable.get(CPU, 0) - requested.get(CPU, 0)
+                    and requests.get(MEMORY, 0)
+                    <= allocatable.get(MEMORY, 0) - requested.get(MEMORY, 0)):
+                return SUCCESS
+        reasons = insufficient(pod, node, self.ignored)
+        return Status.unschedulable(NAME, *reasons) if reasons else SUCCESS
 
-    def filter(self, state: CycleState, pod: Obj, node: NodeInfo) -> Status:
-        reasons = []
-        if len(node.pods) + 1 > node.allocatable.get(PODS, 110):
-            reasons.append("Too many pods")
-        for name, want in sorted(requests_of(state, pod).items()):
-            if want <= 0:
-                continue
-            free = node.allocatable.get(name, 0) - node.requested.get(name, 0)
-            if want > free:
-                reasons.append(f"Insufficient {name}")
-        if reasons:
-            return Status.unschedulable(FIT, *reasons)
-        return SUCCESS
-
-    def score(self, state: CycleState, pod: Obj, node: NodeInfo) -> int:
-        """LeastAllocated: the emptier the node after placing the pod, the better."""
-        want = non_zero_of(state, pod)
-        total = 0
-        for name in (CPU, MEMORY):
+    def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
+        strategy = self.strategy
+        # Least and MostAllocated count containers without requests at the non-zero
+        # defaults, so that best-effort pods spread too.
+        non_zero = strategy.type != RATIO
+        total = weights = 0
+        for name, weight in strategy.resources:
             capacity = node.allocatable.get(name, 0)
             if capacity <= 0:
                 continue
-            used = node.non_zero_requested.get(name, 0) + want[name]
-            total += max(capacity - used, 0) * MAX_NODE_SCORE // capacity
-        return total // 2
-
-
-class BalancedAllocation:
-    name = BALANCED
-
-    def __init__(self, *, weight: int = 1) -> None:
-        self.weight = weight
-
-    def score(self, state: CycleState, pod: Obj, node: NodeInfo) -> int:
-        """Prefer nodes whose cpu and memory fractions stay close to each other."""
-        want = non_zero_of(state, pod)
-        fractions = []
-        for name in (CPU, MEMORY):
-            capacity = node.allocatable.get(name, 0)
-            if capacity <= 0:
-                return 0
-            fractions.append(min((node.non_zero_requested.get(name, 0) + want[name]) / capacity,
-                                 1.0))
-        spread = abs(fractions[0] - fractions[1]) / 2
-        return int((1 - spread) * MAX_NODE_SCORE)
+            used = _requested(pod, node, name, non_zero)
+            if strategy.type == LEAST:
+                value = (capacity - used) * MAX_NODE_SCORE // capacity if used <= capacity else 0
+            elif strategy.type == MOST:
+                value = min(used, capacity) * MAX_NODE_SCORE // capacity
+            else:
+                value = _shape_score(strategy.shape, min(used, capacity) * 100 // capacity)
+            total += value * weight
+            weights += weight
+        return total // weights if weights else 0

@@ -1,10 +1,10 @@
-"""NodeUnschedulable: cordoned nodes (spec.unschedulable) take no new pods, unless
-the pod tolerates the unschedulable taint."""
+"""NodeUnschedulable: cordoned nodes (spec.unschedulable) take no new pods, unless the
+pod tolerates the node.kubernetes.io/unschedulable:NoSchedule taint."""
 
 from __future__ import annotations
 
-from kubelite.scheduler.framework import SUCCESS, CycleState, Obj, Status
-from kubelite.scheduler.nodeinfo import NodeInfo
+from kubelite.scheduler.framework import SUCCESS, CycleState, Status
+from kubelite.scheduler.nodeinfo import NodeInfo, PodInfo
 from kubelite.scheduler.plugins.tolerations import tolerates
 
 NAME = "NodeUnschedulable"
@@ -15,10 +15,9 @@ _TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
 class NodeUnschedulable:
     name = NAME
 
-    def filter(self, state: CycleState, pod: Obj, node: NodeInfo) -> Status:
-        if not (node.node.get("spec") or {}).get("unschedulable"):
+    def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
+        if not node.unschedulable:
             return SUCCESS
-        tolerations = (pod.get("spec") or {}).get("tolerations") or []
-        if any(tolerates(t, _TAINT) for t in tolerations):
+        if any(tolerates(t, _TAINT) for t in pod.spec.get("tolerations") or []):
             return SUCCESS
         return Status.unschedulable(NAME, REASON, resolvable=False)

@@ -1,7 +1,9 @@
-"""Taint and toleration matching, shared by the plugins that read taints."""
+"""Taint and toleration matching (Kubernetes' Toleration.ToleratesTaint), shared by the
+plugins that read taints."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 Obj = dict[str, Any]
@@ -12,13 +14,17 @@ def tolerates(toleration: Obj, taint: Obj) -> bool:
     if effect and effect != taint.get("effect"):
         return False
     key = toleration.get("key")
-    if toleration.get("operator") == "Exists":
-        return not key or key == taint.get("key")
-    return key == taint.get("key") and (toleration.get("value") or "") == (
-        taint.get("value") or "")
+    if key and key != taint.get("key"):
+        return False
+    operator = toleration.get("operator") or "Equal"
+    if operator == "Exists":
+        return True
+    if operator == "Equal":
+        return bool(key) and (toleration.get("value") or "") == (taint.get("value") or "")
+    return False
 
 
-def untolerated(taints: list[Obj], tolerations: list[Obj], effects: tuple[str, ...]
+def untolerated(taints: Iterable[Obj], tolerations: list[Obj], effects: tuple[str, ...]
                 ) -> Obj | None:
     """The first taint with one of `effects` that no toleration tolerates."""
     for taint in taints:

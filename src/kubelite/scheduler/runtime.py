@@ -1,0 +1,299 @@
+"""The framework runner: one profile's plugins sorted by extension point, and the
+scheduling and binding cycles that call them.
+
+`Framework.schedule` is the pure part (snapshot in, `Placement` out) that both
+the scheduler loop and `kubelite explain-placement` run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+from kubelite.scheduler.framework import (
+    SUCCESS,
+    BindPlugin,
+    Code,
+    CycleState,
+    FilterPlugin,
+    NormalizeScorePlugin,
+    PermitPlugin,
+    PostFilterPlugin,
+    PreBindPlugin,
+    PreFilterPlugin,
+    PreScorePlugin,
+    ReservePlugin,
+    ScorePlugin,
+    Status,
+)
+from kubelite.scheduler.nodeinfo import NodeInfo, PodInfo
+
+# kube-scheduler's minFeasibleNodesToFind and minFeasibleNodesPercentageToFind.
+MIN_FEASIBLE_NODES = 100
+MIN_FEASIBLE_PERCENTAGE = 5
+
+
+def num_feasible_nodes_to_find(total: int, percentage: int = 0) -> int:
+    """How many feasible nodes a cycle looks for before scoring: all of a small
+    cluster; in a large one `percentage`% of it, or when 0 Kubernetes' adaptive
+    default of 50% falling by 1% per 125 nodes, down to 5%, and at least 100."""
+    if total < MIN_FEASIBLE_NODES:
+        return total
+    if percentage <= 0:
+        percentage = max(50 - total // 125, MIN_FEASIBLE_PERCENTAGE)
+    return max(total * min(percentage, 100) // 100, MIN_FEASIBLE_NODES)
+
+
+@dataclass
+class Placement:
+    """One cycle's findings: why each examined node passed or failed, the scores of the
+    feasible ones by plugin (normalised, before weights), the totals and the choice."""
+
+    pod: PodInfo
+    total_nodes: int
+    pre_filter: Status | None = None
+    filtered: dict[str, Status] = field(default_factory=dict)
+    feasible: list[str] = field(default_factory=list)
+    scores: dict[str, dict[str, int]] = field(default_factory=dict)
+    totals: dict[str, int] = field(default_factory=dict)
+    chosen: str | None = None
+    skipped_filters: tuple[str, ...] = ()
+    skipped_scores: tuple[str, ...] = ()
+    post_filter: Status | None = None
+    nominated: str | None = None
+
+
+def fit_error(placement: Placement) -> str:
+    """kube-scheduler's FitError text: `0/N nodes are available: ` then the PreFilter
+    message, or the per-node reasons counted and sorted as strings, then the
+    PostFilter (preemption) message, each part ending in a period."""
+    message = f"0/{placement.total_nodes} nodes are available:"
+    if placement.pre_filter is not None:
+        message += f" {placement.pre_filter.message}."
+    else:
+        counts: Counter[str] = Counter()
+        for status in placement.filtered.values():
+            counts.update(status.reasons)
+        if counts:
+            message += " " + ", ".join(sorted(f"{n} {r}" for r, n in counts.items())) + "."
+    if placement.post_filter is not None and placement.post_filter.reasons:
+        message += f" {placement.post_filter.message}."
+    return message
+
+
+def _implements(plugins: list[object], proto: type) -> list:
+    return [p for p in plugins if isinstance(p, proto)]
+
+
+class Framework:
+    """One scheduling profile: its plugins per extension point, score weights and
+    `percentageOfNodesToScore` (0: adaptive)."""
+
+    def __init__(self, name: str, plugins: list[object], *, weights: dict[str, int] | None = None,
+                 percentage_of_nodes_to_score: int = 0) -> None:
+        self.name = name
+        self.plugins = plugins
+        self.weights = weights or {}
+        self.percentage = percentage_of_nodes_to_score
+        self.pre_filters: list[PreFilterPlugin] = _implements(plugins, PreFilterPlugin)
+        self.filters: list[FilterPlugin] = _implements(plugins, FilterPlugin)
+        self.post_filters: list[PostFilterPlugin] = _implements(plugins, PostFilterPlugin)
+        self.pre_scores: list[PreScorePlugin] = _implements(plugins, PreScorePlugin)
+        self.scorers: list[tuple[ScorePlugin, bool, int]] = [
+            (p, isinstance(p, NormalizeScorePlugin), self.weights.get(p.name, 1))
+            for p in _implements(plugins, ScorePlugin)]
+        self.reserves: list[ReservePlugin] = _implements(plugins, ReservePlugin)
+        self.permits: list[PermitPlugin] = _implements(plugins, PermitPlugin)
+        self.pre_binds: list[PreBindPlugin] = _implements(plugins, PreBindPlugin)
+        self.binders: list[BindPlugin] = _implements(plugins, BindPlugin)
+        self._waiting: dict[str, asyncio.Future[Status]] = {}
+
+    def plugin(self, name: str) -> object | None:
+        return next((p for p in self.plugins if getattr(p, "name", None) == name), None)
+
+    # ---- scheduling cycle ----------------------------------------------------------
+
+    def run_pre_filter(self, state: CycleState, pod: PodInfo) -> Status:
+        for plugin in self.pre_filters:
+            status = plugin.pre_filter(state, pod)
+            if status.code is Code.SKIP:
+                state.skip_filter.add(plugin.name)
+            elif not status.ok:
+                return Status(status.code, status.reasons, status.plugin or plugin.name)
+        return SUCCESS
+
+    def run_filters(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
+        for plugin in self.filters:
+            if plugin.name in state.skip_filter:
+                continue
+            status = plugin.filter(state, pod, node)
+            if not status.ok:
+                return status
+        return SUCCESS
+
+    def schedule(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo], *,
+                 start: int = 0, all_nodes: bool = False,
+                 nominated: dict[str, list[PodInfo]] | None = None) -> Placement:
+        """Filter nodes from `start` round-robin until enough are feasible, score them,
+        pick the best (ties at random, as kube-scheduler). `all_nodes` filters and
+        scores every node, for explanations."""
+        placement = Placement(pod=pod, total_nodes=len(nodes))
+        status = self.run_pre_filter(state, pod)
+        if not status.ok:
+            placement.pre_filter = status
+            placement.filtered = {n.name: status for n in nodes}
+            return placement
+        placement.skipped_filters = tuple(sorted(state.skip_filter))
+        total = len(nodes)
+        wanted = total if all_nodes or not self.scorers else num_feasible_nodes_to_find(
+            total, self.percentage)
+        filters = [p.filter for p in self.filters if p.name not in state.skip_filter]
+        filtered = placement.filtered
+        feasible_infos: list[NodeInfo] = []
+        for i in range(total):
+            info = nodes[(start + i) % total] if start else nodes[i]
+            extra = nominated.get(info.name) if nominated else None
+            if extra:
+                status = self._filter_with_nominated(state, pod, info, extra)
+            else:
+                status = SUCCESS
+                for fn in filters:
+                    status = fn(state, pod, info)
+                    if status is not SUCCESS and not status.ok:
+                        break
+            filtered[info.name] = status
+            if status is SUCCESS or status.ok:
+                feasible_infos.append(info)
+                if len(feasible_infos) >= wanted:
+                    break
+        placement.feasible = [n.name for n in feasible_infos]
+        if not feasible_infos:
+            return placement
+        if len(feasible_infos) == 1 and not all_nodes:
+            placement.chosen = feasible_infos[0].name
+            return placement
+        placement.totals = self.score(state, pod, feasible_infos, placement)
+        placement.chosen = select_host(placement.totals)
+        return placement
+
+    def _filter_with_nominated(self, state: CycleState, pod: PodInfo, info: NodeInfo,
+                               nominated: list[PodInfo]) -> Status:
+        """Pods nominated to this node by preemption, of at least this pod's priority,
+        count as if running there (kube-scheduler runs filters twice: with and without)."""
+        others = [p for p in nominated if p.key != pod.key and p.priority >= pod.priority]
+        if others:
+            with_them = info.clone()
+            for other in others:
+                with_them.add_pod(other)
+            status = self.run_filters(state, pod, with_them)
+            if not status.ok:
+                return status
+        return self.run_filters(state, pod, info)
+
+    def score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo],
+              placement: Placement) -> dict[str, int]:
+        for plugin in self.pre_scores:
+            status = plugin.pre_score(state, pod, nodes)
+            if status.code is Code.SKIP:
+                state.skip_score.add(plugin.name)
+        placement.skipped_scores = tuple(sorted(state.skip_score))
+        totals = dict.fromkeys((n.name for n in nodes), 0)
+        for plugin, normalize, weight in self.scorers:
+            if plugin.name in state.skip_score:
+                continue
+            fn = plugin.score
+            per_node = {n.name: fn(state, pod, n) for n in nodes}
+            if normalize:
+                plugin.normalize_scores(state, pod, per_node)  # type: ignore[attr-defined]
+            placement.scores[plugin.name] = per_node
+            for name, value in per_node.items():
+                totals[name] += value * weight
+        return totals
+
+    async def run_post_filter(self, state: CycleState, pod: PodInfo,
+                              placement: Placement) -> None:
+        for plugin in self.post_filters:
+            nominated, status = await plugin.post_filter(state, pod, placement.filtered)
+            placement.post_filter = status
+            if status.ok:
+                placement.nominated = nominated
+                return
+
+    # ---- reserve, permit, binding cycle ----------------------------------------------
+
+    def run_reserve(self, state: CycleState, pod: PodInfo, node: str) -> Status:
+        for i, plugin in enumerate(self.reserves):
+            status = plugin.reserve(state, pod, node)
+            if not status.ok:
+                for done in reversed(self.reserves[:i + 1]):
+                    done.unreserve(state, pod, node)
+                return status
+        return SUCCESS
+
+    def run_unreserve(self, state: CycleState, pod: PodInfo, node: str) -> None:
+        for plugin in reversed(self.reserves):
+            plugin.unreserve(state, pod, node)
+
+    def run_permit(self, state: CycleState, pod: PodInfo, node: str) -> tuple[Status, float]:
+        """Success, a rejection, or Wait with the longest timeout a plugin asked for."""
+        timeout = 0.0
+        for plugin in self.permits:
+            status, wait = plugin.permit(state, pod, node)
+            if status.code is Code.WAIT:
+                timeout = max(timeout, wait)
+            elif not status.ok:
+                return status, 0.0
+        if timeout:
+            self._waiting[pod.key] = asyncio.get_running_loop().create_future()
+            return Status(Code.WAIT), timeout
+        return SUCCESS, 0.0
+
+    def allow(self, key: str) -> None:
+        """Let a pod held by Permit go on to binding."""
+        future = self._waiting.get(key)
+        if future is not None and not future.done():
+            future.set_result(SUCCESS)
+
+    def reject(self, key: str, plugin: str, reason: str) -> None:
+        future = self._waiting.get(key)
+        if future is not None and not future.done():
+            future.set_result(Status.unschedulable(plugin, reason))
+
+    async def wait_on_permit(self, pod: PodInfo, timeout: float) -> Status:
+        future = self._waiting.get(pod.key)
+        if future is None:
+            return SUCCESS
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return Status.unschedulable("", "rejected due to timeout after waiting "
+                                        f"{timeout:g}s at plugin Permit")
+        finally:
+            self._waiting.pop(pod.key, None)
+
+    async def run_pre_bind(self, state: CycleState, pod: PodInfo, node: str) -> Status:
+        for plugin in self.pre_binds:
+            status = await plugin.pre_bind(state, pod, node)
+            if not status.ok:
+                return status
+        return SUCCESS
+
+    async def run_bind(self, state: CycleState, pod: PodInfo, node: str) -> Status:
+        for plugin in self.binders:
+            status = await plugin.bind(state, pod, node)
+            if status.code is not Code.SKIP:
+                return status
+        return Status.error("", "no bind plugin bound the pod")
+
+
+def select_host(totals: dict[str, int]) -> str | None:
+    best: list[str] = []
+    top = -1
+    for name, value in totals.items():
+        if value > top:
+            top, best = value, [name]
+        elif value == top:
+            best.append(name)
+    return random.choice(best) if best else None
