@@ -11,10 +11,8 @@ import re
 import select
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from kubernetes import client, config
@@ -32,38 +30,13 @@ from tests.streaming.fake_agent import (
 
 pytestmark = pytest.mark.e2e
 
-HARNESS = Path(__file__).parent.parent / "streaming" / "server_main.py"
 NODE = "fake-node"
-
-
-class StreamingServer(Server):
-    """The API server through the harness that installs its node access."""
-
-    def start(self) -> None:
-        self.log_path = self.data_dir.parent / f"server-{self.port}.log"
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HARNESS), "server", "--data-dir", str(self.data_dir),
-             "--listen", f"127.0.0.1:{self.port}", "--disable-controllers"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    if self.kubeconfig.exists():
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("server did not start in 20 s")
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, FakeAgent]]:
     base = tmp_path_factory.mktemp("streaming")
-    srv = StreamingServer(data_dir=base / "data", port=free_port())
+    srv = Server(data_dir=base / "data", port=free_port())
     srv.start()
     agent = None
     try:
