@@ -1,9 +1,11 @@
 """Scheduler benchmark, shaped like kube-scheduler's scheduler_perf SchedulingBasic:
 N nodes, M pods created as fast as the API takes them, throughput measured from
 the first bind to the last, p50/p99 of created -> bound, and the RSS of the
-process the scheduler runs in (the controller manager).
+process the scheduler runs in (the controller manager). The nodes are hollow nodes
+(kubelite simulate) keeping Leases alive and, unless --no-run-pods, reporting their
+pods Running, all through the same API server that takes the bindings.
 
-    .venv/bin/python bench/scheduler.py [--nodes 5000] [--pods 10000]
+    .venv/bin/python bench/scheduler.py [--nodes 5000] [--pods 10000] [--no-run-pods]
 
 Prints one JSON object on its last line.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import subprocess
 import sys
@@ -23,8 +26,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
 import api as apibench  # noqa: E402
-
-from kubelite.scheduler.simulate import HollowSpec, node_object  # noqa: E402
+from kubelite.client import Client, load_kubeconfig  # noqa: E402
+from kubelite.scheduler.simulate import HollowNodes, HollowSpec  # noqa: E402
 
 
 def child_pids(pid: int) -> list[int]:
@@ -47,6 +50,11 @@ async def main() -> None:
     parser.add_argument("--nodes", type=int, default=5000)
     parser.add_argument("--pods", type=int, default=10000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--no-run-pods", action="store_true",
+                        help="hollow nodes do not report their pods Running")
+    parser.add_argument("--lease-interval", type=float, default=60.0)
+    parser.add_argument("--timeout", type=float, default=300.0,
+                        help="stop waiting for bindings after this many seconds")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kubelite-sched-") as tmp:
         data = Path(tmp) / "data"
@@ -60,17 +68,14 @@ async def main() -> None:
                 await asyncio.sleep(0.05)
             await asyncio.sleep(1.0)
             bench = apibench.Bench(data, port)
-            spec = HollowSpec(count=args.nodes, cpu="32", memory="256Gi", pods=110)
-            async with bench.session(args.concurrency + 4) as s:
-                queue = list(range(args.nodes))
-
-                async def make_nodes() -> None:
-                    while queue:
-                        body = orjson.dumps(node_object(spec, queue.pop()))
-                        async with s.post(bench.base + "/api/v1/nodes", data=body) as r:
-                            await r.read()
-                await asyncio.gather(*(make_nodes() for _ in range(args.concurrency)))
-                await asyncio.sleep(2.0)  # the scheduler's node cache catches up
+            spec = HollowSpec(count=args.nodes, cpu="32", memory="256Gi", pods=110,
+                              lease_interval=args.lease_interval,
+                              run_pods=not args.no_run_pods)
+            config = await asyncio.to_thread(load_kubeconfig, data / "kubeconfig")
+            async with bench.session(args.concurrency + 4) as s, \
+                    Client(config, user_agent="bench-hollow") as client, \
+                    HollowNodes(client, spec):
+                await asyncio.sleep(3.0)  # the scheduler's node cache catches up
 
                 created: dict[str, float] = {}
                 bound: dict[str, float] = {}
@@ -102,10 +107,11 @@ async def main() -> None:
                 t0 = time.perf_counter()
                 await asyncio.gather(*(make_pods() for _ in range(args.concurrency)))
                 create_s = time.perf_counter() - t0
-                try:
-                    await asyncio.wait_for(done.wait(), 120)
-                finally:
-                    watcher.cancel()
+                print(f"created {args.pods} pods in {create_s:.1f}s, {len(bound)} bound",
+                      file=sys.stderr, flush=True)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), args.timeout)
+                watcher.cancel()
             times = sorted(bound.values())
             latencies = [bound[n] - created[n] for n in bound if n in created]
             children = child_pids(proc.pid)

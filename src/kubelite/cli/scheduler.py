@@ -1,4 +1,4 @@
-"""`kubelite scheduler`: the default scheduler alone, as an API client."""
+"""`kubelite scheduler`: the scheduler alone, as an API client."""
 
 from __future__ import annotations
 
@@ -7,32 +7,39 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+from kubelite.client import Client, InformerFactory, load_kubeconfig
+from kubelite.scheduler.config import SchedulerConfiguration, load_config
+from kubelite.scheduler.scheduler import Scheduler
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("scheduler", help="run the scheduler against a server",
                        description="Place pending pods on nodes (filter, score, bind).")
     p.add_argument("--kubeconfig", type=Path, required=True)
-    p.add_argument("--scheduler-name", default="default-scheduler",
-                   help="schedule the pods whose spec.schedulerName is this")
+    p.add_argument("--config", type=Path,
+                   help="a KubeSchedulerConfiguration file (profiles, plugins, weights)")
     p.set_defaults(run=run)
     return p
 
 
 async def run(args: argparse.Namespace) -> int:
     from kubelite.cli.main import run_until_signalled
-    from kubelite.client import Client, InformerFactory, load_kubeconfig
-    from kubelite.scheduler.scheduler import Scheduler
 
-    config = await asyncio.to_thread(load_kubeconfig, args.kubeconfig)
+    client_config = await asyncio.to_thread(load_kubeconfig, args.kubeconfig)
+    config = (await asyncio.to_thread(load_config, args.config) if args.config
+              else SchedulerConfiguration())
 
     async def serve(stop: asyncio.Event) -> int:
-        async with Client(config, user_agent="kubelite-scheduler") as client:
+        async with Client(client_config, user_agent="kubelite-scheduler") as client:
             factory = InformerFactory(client)
-            scheduler = Scheduler(client, factory, scheduler_name=args.scheduler_name)
+            scheduler = Scheduler(client, factory, config=config)
             factory.start()
             task = asyncio.create_task(scheduler.run())
             try:
-                await stop.wait()
+                await asyncio.wait([task, asyncio.create_task(stop.wait())],
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if task.done():
+                    task.result()
             finally:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

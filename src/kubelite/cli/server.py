@@ -30,6 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="extra name or IP for the serving certificate")
     p.add_argument("--disable-controllers", action="store_true",
                    help="do not start the controller manager beside the API server")
+    p.add_argument("--disable-scheduler", action="store_true",
+                   help="do not run the default scheduler (it runs in the controller "
+                   "manager's process)")
     p.set_defaults(run=run)
     return p
 
@@ -51,7 +54,8 @@ async def run(args: argparse.Namespace) -> int:
             kubeconfig = server.credentials.kubeconfig
             if not args.disable_controllers:
                 await stack.enter_async_context(Supervised.kubelite(
-                    "controller-manager", "controller-manager", "--kubeconfig", str(kubeconfig)))
+                    "controller-manager", "controller-manager", "--kubeconfig", str(kubeconfig),
+                    *(["--disable-scheduler"] if args.disable_scheduler else [])))
             print(f"kubelite API server on https://{host}:{port}", flush=True)
             print(f"export KUBECONFIG={kubeconfig}", flush=True)
             await stop.wait()

@@ -19,6 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--max-pods", type=int, default=110)
     p.add_argument("--zones", type=int, default=0,
                    help="spread the nodes over this many topology.kubernetes.io/zone values")
+    p.add_argument("--lease-interval", type=float, default=10.0,
+                   help="seconds between Lease renewals (a kubelet's default is 10)")
     p.set_defaults(run=run)
     return p
 
@@ -30,7 +32,8 @@ async def run(args: argparse.Namespace) -> int:
 
     config = await asyncio.to_thread(load_kubeconfig, args.kubeconfig)
     spec = HollowSpec(count=args.nodes, prefix=args.prefix, cpu=args.cpu, memory=args.memory,
-                      pods=args.max_pods, zones=args.zones)
+                      pods=args.max_pods, zones=args.zones,
+                      lease_interval=args.lease_interval)
 
     async def serve(stop: asyncio.Event) -> int:
         async with Client(config, user_agent="kubelite-simulate") as client, \

@@ -18,8 +18,8 @@ Obj = dict[str, Any]
 class SchedulerCache:
     def __init__(self) -> None:
         self.nodes: dict[str, NodeInfo] = {}
-        # Node names in a stable order, for the round-robin start of each cycle.
-        self.order: list[str] = []
+        # Nodes in a stable order, for the round-robin start of each cycle.
+        self._list: list[NodeInfo] = []
         # pod key -> node name, for pods bound or assumed
         self._placed: dict[str, str] = {}
         # pods whose binding is in flight, not yet seen bound by the informer
@@ -35,8 +35,11 @@ class SchedulerCache:
         return len(self.nodes)
 
     def node_list(self) -> list[NodeInfo]:
-        nodes = self.nodes
-        return [nodes[n] for n in self.order]
+        """The nodes in a stable order (the cache's own list: do not change it)."""
+        return self._list
+
+    def node(self, name: str) -> NodeInfo | None:
+        return self.nodes.get(name)
 
     # ---- nodes ---------------------------------------------------------------------
 
@@ -45,7 +48,7 @@ class SchedulerCache:
         info = self.nodes.get(name)
         if info is None:
             info = self.nodes[name] = NodeInfo.of(node)
-            self.order.append(name)
+            self._list.append(info)
             for pod in self._ghosts.pop(name, {}).values():
                 info.add_pod(pod)
         else:
@@ -58,7 +61,7 @@ class SchedulerCache:
         info = self.nodes.pop(name, None)
         if info is None:
             return
-        self.order.remove(name)
+        self._list.remove(info)
         self.image_nodes.subtract(info.images.keys())
         if info.pods:
             self._ghosts[name] = info.pods

@@ -179,6 +179,12 @@ class NodeInfo:
     # non-zero defaults, so that scoring spreads them instead of stacking them.
     non_zero_cpu: int = 0
     non_zero_memory: int = 0
+    # cpu and memory of `allocatable` and `requested` again, as plain attributes for
+    # the per-node hot path of filters and scores
+    cpu_allocatable: int = 0
+    memory_allocatable: int = 0
+    cpu_requested: int = 0
+    memory_requested: int = 0
     pods: dict[str, PodInfo] = field(default_factory=dict)
     used_ports: Counter[tuple[str, str, int]] = field(default_factory=Counter)
     # pods here with any (anti-)affinity term, which InterPodAffinity must check
@@ -199,6 +205,8 @@ class NodeInfo:
         self.images = _images(node)
         self.allocatable = allocatable(node)
         self.allowed_pods = self.allocatable.get("pods", 110)
+        self.cpu_allocatable = self.allocatable.get(CPU, 0)
+        self.memory_allocatable = self.allocatable.get(MEMORY, 0)
 
     def add_pod(self, pod: PodInfo) -> None:
         if pod.key in self.pods:
@@ -209,6 +217,8 @@ class NodeInfo:
             requested[k] = requested.get(k, 0) + v
         self.non_zero_cpu += pod.non_zero_cpu
         self.non_zero_memory += pod.non_zero_memory
+        self.cpu_requested = requested.get(CPU, 0)
+        self.memory_requested = requested.get(MEMORY, 0)
         if pod.ports:
             self.used_ports.update(pod.ports)
         if pod.has_affinity:
@@ -222,6 +232,8 @@ class NodeInfo:
             self.requested[k] = self.requested.get(k, 0) - v
         self.non_zero_cpu -= pod.non_zero_cpu
         self.non_zero_memory -= pod.non_zero_memory
+        self.cpu_requested = self.requested.get(CPU, 0)
+        self.memory_requested = self.requested.get(MEMORY, 0)
         if pod.ports:
             self.used_ports.subtract(pod.ports)
             self.used_ports = +self.used_ports
@@ -234,7 +246,11 @@ class NodeInfo:
                         unschedulable=self.unschedulable, images=self.images,
                         allocatable=self.allocatable, allowed_pods=self.allowed_pods,
                         requested=dict(self.requested), non_zero_cpu=self.non_zero_cpu,
-                        non_zero_memory=self.non_zero_memory, pods=dict(self.pods),
+                        non_zero_memory=self.non_zero_memory,
+                        cpu_allocatable=self.cpu_allocatable,
+                        memory_allocatable=self.memory_allocatable,
+                        cpu_requested=self.cpu_requested,
+                        memory_requested=self.memory_requested, pods=dict(self.pods),
                         used_ports=Counter(self.used_ports),
                         affinity_pods=dict(self.affinity_pods))
         return copy

@@ -83,31 +83,36 @@ def fit_error(placement: Placement) -> str:
     return message
 
 
-def _implements(plugins: list[object], proto: type) -> list:
-    return [p for p in plugins if isinstance(p, proto)]
-
-
 class Framework:
     """One scheduling profile: its plugins per extension point, score weights and
     `percentageOfNodesToScore` (0: adaptive)."""
 
     def __init__(self, name: str, plugins: list[object], *, weights: dict[str, int] | None = None,
-                 percentage_of_nodes_to_score: int = 0) -> None:
+                 percentage_of_nodes_to_score: int = 0,
+                 disabled: dict[str, frozenset[str]] | None = None) -> None:
         self.name = name
         self.plugins = plugins
         self.weights = weights or {}
         self.percentage = percentage_of_nodes_to_score
-        self.pre_filters: list[PreFilterPlugin] = _implements(plugins, PreFilterPlugin)
-        self.filters: list[FilterPlugin] = _implements(plugins, FilterPlugin)
-        self.post_filters: list[PostFilterPlugin] = _implements(plugins, PostFilterPlugin)
-        self.pre_scores: list[PreScorePlugin] = _implements(plugins, PreScorePlugin)
+        # extension point (as in KubeSchedulerConfiguration: "filter", "score", ...) ->
+        # plugins switched off at that point only
+        off = disabled or {}
+
+        def at(point: str, proto: type) -> list:
+            return [p for p in plugins if isinstance(p, proto)
+                    and getattr(p, "name", "") not in off.get(point, ())]
+
+        self.pre_filters: list[PreFilterPlugin] = at("preFilter", PreFilterPlugin)
+        self.filters: list[FilterPlugin] = at("filter", FilterPlugin)
+        self.post_filters: list[PostFilterPlugin] = at("postFilter", PostFilterPlugin)
+        self.pre_scores: list[PreScorePlugin] = at("preScore", PreScorePlugin)
         self.scorers: list[tuple[ScorePlugin, bool, int]] = [
             (p, isinstance(p, NormalizeScorePlugin), self.weights.get(p.name, 1))
-            for p in _implements(plugins, ScorePlugin)]
-        self.reserves: list[ReservePlugin] = _implements(plugins, ReservePlugin)
-        self.permits: list[PermitPlugin] = _implements(plugins, PermitPlugin)
-        self.pre_binds: list[PreBindPlugin] = _implements(plugins, PreBindPlugin)
-        self.binders: list[BindPlugin] = _implements(plugins, BindPlugin)
+            for p in at("score", ScorePlugin)]
+        self.reserves: list[ReservePlugin] = at("reserve", ReservePlugin)
+        self.permits: list[PermitPlugin] = at("permit", PermitPlugin)
+        self.pre_binds: list[PreBindPlugin] = at("preBind", PreBindPlugin)
+        self.binders: list[BindPlugin] = at("bind", BindPlugin)
         self._waiting: dict[str, asyncio.Future[Status]] = {}
 
     def plugin(self, name: str) -> object | None:

@@ -32,6 +32,8 @@ class HollowSpec:
     pods: int = 110
     zones: int = 0
     lease_interval: float = 10.0
+    # report bound pods Running (off: nodes only, as scheduler_perf measures)
+    run_pods: bool = True
 
 
 def node_object(spec: HollowSpec, index: int) -> Obj:
@@ -85,20 +87,26 @@ class HollowNodes:
                 current = await self.client.get(NODES, node["metadata"]["name"])
                 await self.client.update_status(NODES, {**current, "status": node["status"]})
 
+    async def _renew_one(self, name: str, duration: int) -> None:
+        now = now_utc().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                 "metadata": {"name": name, "namespace": "kube-node-lease"},
+                 "spec": {"holderIdentity": name, "leaseDurationSeconds": duration,
+                          "renewTime": now}}
+        async with self._limit:
+            with contextlib.suppress(ClientError):
+                await self.client.patch(LEASES, name, lease, patch_type="apply",
+                                        namespace="kube-node-lease",
+                                        field_manager="kubelite-hollow", force=True)
+
     async def _renew(self) -> None:
+        # A kubelet renews every quarter of the lease duration.
+        duration = max(LEASE_SECONDS, int(self.spec.lease_interval * 4))
         while True:
-            now = now_utc().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            for name in sorted(self.names):
-                lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                         "metadata": {"name": name, "namespace": "kube-node-lease"},
-                         "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS,
-                                  "renewTime": now}}
-                async with self._limit:
-                    with contextlib.suppress(ClientError):
-                        await self.client.patch(LEASES, name, lease, patch_type="apply",
-                                                namespace="kube-node-lease",
-                                                field_manager="kubelite-hollow", force=True)
-            await asyncio.sleep(self.spec.lease_interval)
+            started = asyncio.get_running_loop().time()
+            await asyncio.gather(*(self._renew_one(n, duration) for n in sorted(self.names)))
+            elapsed = asyncio.get_running_loop().time() - started
+            await asyncio.sleep(max(self.spec.lease_interval - elapsed, 0.0))
 
     def _pod(self, pod: Obj) -> None:
         if (pod.get("spec") or {}).get("nodeName") not in self.names:
@@ -140,7 +148,8 @@ class HollowNodes:
 
     async def __aenter__(self) -> HollowNodes:
         await asyncio.gather(*(self._register(i) for i in range(self.spec.count)))
-        self.pods.start()
+        if self.spec.run_pods:
+            self.pods.start()
         self._tasks = [asyncio.create_task(self._renew())]
         return self
 

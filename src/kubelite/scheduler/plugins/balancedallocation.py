@@ -20,6 +20,12 @@ class BalancedAllocation:
         self.resources = resources
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
+        if self.resources == (CPU, MEMORY) and node.cpu_allocatable > 0 \
+                and node.memory_allocatable > 0:
+            cpu = (node.cpu_requested + pod.requests.get(CPU, 0)) / node.cpu_allocatable
+            memory = (node.memory_requested + pod.requests.get(MEMORY, 0)
+                      ) / node.memory_allocatable
+            return int((1 - abs(min(cpu, 1.0) - min(memory, 1.0)) / 2) * MAX_NODE_SCORE)
         fractions = []
         for name in self.resources:
             capacity = node.allocatable.get(name, 0)

@@ -20,6 +20,7 @@ RATIO = "RequestedToCapacityRatio"
 # hugepages) resources follow by name.
 _ORDER = (CPU, MEMORY, "ephemeral-storage")
 DEFAULT_RESOURCES = ((CPU, 1), (MEMORY, 1))
+_CPU_MEMORY = frozenset((CPU, MEMORY))
 
 
 @dataclass(frozen=True)
@@ -89,17 +90,26 @@ class NodeResourcesFit:
         # The common case inline: a pod asking for cpu and memory only.
         requests = pod.requests
         if (len(node.pods) < node.allowed_pods and len(requests) <= 2
-                and requests.keys() <= {CPU, MEMORY} and not self.ignored):
-            allocatable, requested = node.allocatable, node.requested
-            if (requests.get(CPU, 0) <= allocatable.get(CPU, 0) - requested.get(CPU, 0)
-                    and requests.get(MEMORY, 0)
-                    <= allocatable.get(MEMORY, 0) - requested.get(MEMORY, 0)):
-                return SUCCESS
+                and requests.keys() <= _CPU_MEMORY and not self.ignored
+                and requests.get(CPU, 0) <= node.cpu_allocatable - node.cpu_requested
+                and requests.get(MEMORY, 0) <= node.memory_allocatable - node.memory_requested):
+            return SUCCESS
         reasons = insufficient(pod, node, self.ignored)
         return Status.unschedulable(NAME, *reasons) if reasons else SUCCESS
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
         strategy = self.strategy
+        if strategy.type == LEAST and strategy.resources == DEFAULT_RESOURCES:
+            # The default, inline: LeastAllocated over cpu and memory, equal weights.
+            total = weights = 0
+            for capacity, used in ((node.cpu_allocatable, node.non_zero_cpu + pod.non_zero_cpu),
+                                   (node.memory_allocatable,
+                                    node.non_zero_memory + pod.non_zero_memory)):
+                if capacity > 0:
+                    total += (capacity - used) * MAX_NODE_SCORE // capacity if used <= capacity \
+                        else 0
+                    weights += 1
+            return total // weights if weights else 0
         # Least and MostAllocated count containers without requests at the non-zero
         # defaults, so that best-effort pods spread too.
         non_zero = strategy.type != RATIO

@@ -1,0 +1,206 @@
+"""PodTopologySpread: spread matching pods over topology domains. DoNotSchedule
+constraints filter (skew = pods in the node's domain + this pod - the least loaded
+domain must stay within maxSkew; fewer domains than minDomains count the minimum as
+0); ScheduleAnyway constraints score. Which nodes count follows nodeAffinityPolicy
+(default Honor) and nodeTaintsPolicy (default Ignore). Pods without constraints
+get the cluster defaults (hostname maxSkew 3, zone maxSkew 5, ScheduleAnyway) over
+the pods of the Services, ReplicaSets and StatefulSets that select them."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubelite.api.selectors import EQUALS, LabelSelector, Requirement
+from kubelite.scheduler.framework import MAX_NODE_SCORE, SKIP, SUCCESS, CycleState, Handle, Status
+from kubelite.scheduler.nodeinfo import HOSTNAME, ZONE, NodeInfo, PodInfo, selector_of
+from kubelite.scheduler.plugins.nodeaffinity import required_matches
+from kubelite.scheduler.plugins.tolerations import untolerated
+
+NAME = "PodTopologySpread"
+MISMATCH = "node(s) didn't match pod topology spread constraints"
+MISSING_LABEL = "node(s) didn't match pod topology spread constraints (missing required label)"
+SYSTEM_DEFAULTS = ({"maxSkew": 3, "topologyKey": HOSTNAME, "whenUnsatisfiable": "ScheduleAnyway"},
+                   {"maxSkew": 5, "topologyKey": ZONE, "whenUnsatisfiable": "ScheduleAnyway"})
+_FILTER = "podtopologyspread/filter"
+_SCORE = "podtopologyspread/score"
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Constraint:
+    max_skew: int
+    key: str
+    hard: bool
+    selector: LabelSelector
+    min_domains: int
+    honor_affinity: bool
+    honor_taints: bool
+
+    def counts_node(self, pod: PodInfo, node: NodeInfo) -> bool:
+        if self.key not in node.labels:
+            return False
+        if self.honor_affinity and not required_matches(pod, node):
+            return False
+        return not (self.honor_taints and untolerated(
+            node.taints, pod.spec.get("tolerations") or [], ("NoSchedule", "NoExecute")))
+
+
+def _constraint(raw: Obj, pod: PodInfo, selector: LabelSelector | None = None) -> Constraint:
+    if selector is None:
+        selector = selector_of(raw.get("labelSelector"))
+        extra = [Requirement(k, EQUALS, (pod.labels[k],))
+                 for k in raw.get("matchLabelKeys") or [] if k in pod.labels]
+        if extra:
+            selector = LabelSelector([*selector.requirements, *extra])
+    return Constraint(
+        max_skew=int(raw.get("maxSkew") or 1), key=raw.get("topologyKey") or "",
+        hard=raw.get("whenUnsatisfiable", "DoNotSchedule") == "DoNotSchedule",
+        selector=selector, min_domains=int(raw.get("minDomains") or 1),
+        honor_affinity=raw.get("nodeAffinityPolicy", "Honor") == "Honor",
+        honor_taints=raw.get("nodeTaintsPolicy", "Ignore") == "Honor")
+
+
+def _count(constraint: Constraint, pod: PodInfo, node: NodeInfo) -> int:
+    selector = constraint.selector
+    return sum(1 for other in node.pods.values()
+               if other.namespace == pod.namespace and selector.matches(other.labels)
+               and not other.pod["metadata"].get("deletionTimestamp"))
+
+
+@dataclass
+class _FilterState:
+    constraints: list[Constraint]
+    counts: list[Counter[str]] = field(default_factory=list)
+
+    def clone(self) -> _FilterState:
+        return _FilterState(self.constraints, [Counter(c) for c in self.counts])
+
+    def minimum(self, i: int) -> int:
+        counts = self.counts[i]
+        if len(counts) < self.constraints[i].min_domains:
+            return 0
+        return min(counts.values(), default=0)
+
+
+class PodTopologySpread:
+    name = NAME
+
+    def __init__(self, *, handle: Handle, default_constraints: tuple[Obj, ...] = SYSTEM_DEFAULTS
+                 ) -> None:
+        self.handle = handle
+        self.defaults = default_constraints
+
+    def _default_selector(self, pod: PodInfo) -> LabelSelector | None:
+        """Kubernetes' DefaultSelector: the selectors of Services, ReplicaSets and
+        StatefulSets that select the pod, ANDed."""
+        requirements: list[Requirement] = []
+        for svc in self.handle.lister("services").list():
+            selector = (svc.get("spec") or {}).get("selector")
+            if (svc["metadata"].get("namespace") == pod.namespace and selector
+                    and LabelSelector.from_set(selector).matches(pod.labels)):
+                requirements += LabelSelector.from_set(selector).requirements
+        for plural in ("replicasets", "statefulsets"):
+            for owner in pod.pod["metadata"].get("ownerReferences") or []:
+                obj = self.handle.lister(plural).get(f"{pod.namespace}/{owner.get('name')}")
+                if obj is not None and obj["metadata"].get("uid") == owner.get("uid"):
+                    requirements += selector_of((obj.get("spec") or {}).get("selector")
+                                                ).requirements
+        return LabelSelector(requirements) if requirements else None
+
+    def constraints(self, pod: PodInfo, *, hard: bool) -> list[Constraint]:
+        raw = pod.spec.get("topologySpreadConstraints") or []
+        if raw:
+            found = [_constraint(c, pod) for c in raw]
+        elif hard or not self.defaults:
+            return []
+        else:
+            selector = self._default_selector(pod)
+            if selector is None:
+                return []
+            found = [_constraint(c, pod, selector) for c in self.defaults]
+        return [c for c in found if c.hard == hard]
+
+    # ---- filter --------------------------------------------------------------------
+
+    def pre_filter(self, state: CycleState, pod: PodInfo) -> Status:
+        constraints = self.constraints(pod, hard=True)
+        if not constraints:
+            return SKIP
+        fs = _FilterState(constraints, [Counter() for _ in constraints])
+        for node in self.handle.nodes():
+            for i, c in enumerate(constraints):
+                if c.counts_node(pod, node):
+                    fs.counts[i][node.labels[c.key]] += _count(c, pod, node)
+        state.data[_FILTER] = fs
+        return SUCCESS
+
+    def _update(self, state: CycleState, pod: PodInfo, victim: PodInfo, node: NodeInfo,
+                delta: int) -> None:
+        fs: _FilterState | None = state.data.get(_FILTER)
+        if fs is None or victim.namespace != pod.namespace:
+            return
+        for i, c in enumerate(fs.constraints):
+            if c.counts_node(pod, node) and c.selector.matches(victim.labels):
+                fs.counts[i][node.labels[c.key]] += delta
+
+    def remove_pod(self, state: CycleState, pod: PodInfo, victim: PodInfo,
+                   node: NodeInfo) -> None:
+        self._update(state, pod, victim, node, -1)
+
+    def add_pod(self, state: CycleState, pod: PodInfo, victim: PodInfo, node: NodeInfo) -> None:
+        self._update(state, pod, victim, node, 1)
+
+    def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
+        fs: _FilterState = state.data[_FILTER]
+        for i, c in enumerate(fs.constraints):
+            value = node.labels.get(c.key)
+            if value is None:
+                return Status.unschedulable(NAME, MISSING_LABEL, resolvable=False)
+            self_match = 1 if c.selector.matches(pod.labels) else 0
+            if fs.counts[i].get(value, 0) + self_match - fs.minimum(i) > c.max_skew:
+                return Status.unschedulable(NAME, MISMATCH)
+        return SUCCESS
+
+    # ---- score ---------------------------------------------------------------------
+
+    def pre_score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> Status:
+        constraints = self.constraints(pod, hard=False)
+        if not constraints:
+            return SKIP
+        counts: list[Counter[str]] = [Counter() for _ in constraints]
+        feasible = {n.name for n in nodes}
+        for node in self.handle.nodes():
+            for i, c in enumerate(constraints):
+                # Per-node domains count only the candidate nodes themselves.
+                if (c.key == HOSTNAME and node.name not in feasible) or not c.counts_node(
+                        pod, node):
+                    continue
+                counts[i][node.labels[c.key]] += _count(c, pod, node)
+        weights = [math.log(len(cnt) + 2) for cnt in counts]
+        state.data[_SCORE] = (constraints, counts, weights)
+        return SUCCESS
+
+    def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
+        constraints, counts, weights = state.data[_SCORE]
+        if any(c.key not in node.labels for c in constraints):
+            return -1  # ignored: scored 0 after normalising
+        total = 0.0
+        for c, cnt, weight in zip(constraints, counts, weights, strict=True):
+            total += cnt.get(node.labels[c.key], 0) * weight + (c.max_skew - 1)
+        return round(total)
+
+    def normalize_scores(self, state: CycleState, pod: PodInfo, scores: dict[str, int]) -> None:
+        counted = [v for v in scores.values() if v >= 0]
+        if not counted:
+            return
+        low, high = min(counted), max(counted)
+        for name, value in scores.items():
+            if value < 0:
+                scores[name] = 0
+            elif high == 0:
+                scores[name] = MAX_NODE_SCORE
+            else:
+                scores[name] = MAX_NODE_SCORE * (high + low - value) // high
