@@ -117,60 +117,50 @@ async def handle_list(request: web.Request, t: Target) -> web.StreamResponse:
     return codec.raw_json(head[:-1] + b',"items":[' + body + b"]}")
 
 
-class _DecodedEvents:
-    """Decoded objects of recent events, shared by every watcher that receives them,
-    so that a thousand watchers decode an event once. Bounded: the store keeps its
-    event window as bytes, and decoded copies must not pile up beside it."""
+class _PerEvent:
+    """Forms derived from recent events (decoded objects, encoded watch lines),
+    built once for all the watchers that receive an event. Bounded: the store keeps
+    its event window as bytes, and derived copies must not pile up beside it."""
 
-    def __init__(self, size: int = 256) -> None:
+    def __init__(self, size: int) -> None:
         self._size = size
-        self._items: dict[tuple[int, str, bool], Obj] = {}
+        self._items: dict[tuple, Any] = {}
 
-    def get(self, event: Event, *, prev: bool = False) -> Obj:
-        key = (event.revision, event.key, prev)
-        obj = self._items.get(key)
-        if obj is None:
-            if prev:
-                obj = orjson.loads(event.prev)  # type: ignore[arg-type]
-            else:
-                obj = decode(KV(event.key, event.value, 0, event.revision))
+    def get(self, key: tuple, make: Callable[[], Any]) -> Any:
+        value = self._items.get(key)
+        if value is None:
+            value = make()
             if len(self._items) >= self._size:
                 # dicts keep insertion order: drop the oldest entry.
                 del self._items[next(iter(self._items))]
-            self._items[key] = obj
-        return obj
+            self._items[key] = value
+        return value
 
 
-_DECODED = _DecodedEvents()
+_DECODED = _PerEvent(256)
+_LINES = _PerEvent(1024)
 
 
-class _EventLines:
-    """The encoded watch line of recent events, built once for all the watchers
-    without selectors that receive it."""
-
-    def __init__(self, size: int = 1024) -> None:
-        self._size = size
-        self._items: dict[tuple[int, str], bytes] = {}
-
-    def get(self, event: Event) -> bytes:
-        key = (event.revision, event.key)
-        line = self._items.get(key)
-        if line is None:
-            obj = with_rv(KV(event.key, event.value, 0, event.revision))
-            line = b'{"type":"%s","object":%s}\n' % (event.type.encode(), obj)
-            if len(self._items) >= self._size:
-                del self._items[next(iter(self._items))]
-            self._items[key] = line
-        return line
+def _decoded(event: Event, *, prev: bool = False) -> Obj:
+    if prev:
+        return _DECODED.get((event.revision, event.key, True),
+                            lambda: orjson.loads(event.prev))  # type: ignore[arg-type]
+    return _DECODED.get((event.revision, event.key, False),
+                        lambda: decode(KV(event.key, event.value, 0, event.revision)))
 
 
-_LINES = _EventLines()
+def _line(event: Event) -> bytes:
+    def make() -> bytes:
+        obj = with_rv(KV(event.key, event.value, 0, event.revision))
+        return b'{"type":"%s","object":%s}\n' % (event.type.encode(), obj)
+
+    return _LINES.get((event.revision, event.key), make)
 
 
 def _filter(event: Event, match: Matcher | None, name: str | None) -> tuple[str, Obj] | None:
     """The event as this watcher sees it: selector transitions become ADDED/DELETED,
     as the apiserver's watch cache filters."""
-    obj = _DECODED.get(event)
+    obj = _decoded(event)
     if name is not None and obj["metadata"].get("name") != name:
         return None
     if match is None:
@@ -178,7 +168,7 @@ def _filter(event: Event, match: Matcher | None, name: str | None) -> tuple[str,
     now = match(obj)
     if event.type != "MODIFIED":
         return (event.type, obj) if now else None
-    before = True if event.prev is None else match(_DECODED.get(event, prev=True))
+    before = True if event.prev is None else match(_decoded(event, prev=True))
     if now and before:
         return "MODIFIED", obj
     if now:
@@ -254,7 +244,7 @@ async def handle_watch(request: web.Request, t: Target) -> web.StreamResponse:
             last_rv = event.revision
             if match is None and not table:
                 if name is None or event.key.rsplit("/", 1)[-1] == name:
-                    await response.write(_LINES.get(event))
+                    await response.write(_line(event))
                 continue
             seen = _filter(event, match, name)
             if seen is not None:

@@ -197,27 +197,26 @@ def _is_websocket(request: web.Request) -> bool:
     return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
+async def _pump(source: Any, sink: Any) -> None:
+    """Forward WebSocket messages from `source` to `sink` until `source` ends."""
+    async for msg in source:
+        if msg.type == WSMsgType.BINARY:
+            await sink.send_bytes(msg.data)
+        elif msg.type == WSMsgType.TEXT:
+            await sink.send_str(msg.data)
+        elif msg.type == WSMsgType.ERROR:
+            break
+
+
 async def _relay(client: web.WebSocketResponse, agent: aiohttp.ClientWebSocketResponse) -> None:
     """Copy messages both ways; whichever side closes first closes the other."""
 
     async def down() -> None:
-        async for msg in agent:
-            if msg.type == WSMsgType.BINARY:
-                await client.send_bytes(msg.data)
-            elif msg.type == WSMsgType.TEXT:
-                await client.send_str(msg.data)
-            elif msg.type == WSMsgType.ERROR:
-                break
+        await _pump(agent, client)
         await client.close(code=agent.close_code or aiohttp.WSCloseCode.OK)
 
     async def up() -> None:
-        async for msg in client:
-            if msg.type == WSMsgType.BINARY:
-                await agent.send_bytes(msg.data)
-            elif msg.type == WSMsgType.TEXT:
-                await agent.send_str(msg.data)
-            elif msg.type == WSMsgType.ERROR:
-                break
+        await _pump(client, agent)
         await agent.close()
 
     tasks = [asyncio.create_task(down()), asyncio.create_task(up())]

@@ -123,7 +123,7 @@ async def handle_scale(request: web.Request, t: Target) -> web.Response:
 
 
 async def bind_pod(writer: Writer, namespace: str, name: str, binding: Obj, *,
-                   manager: str, dry: bool) -> None:
+                   dry: bool) -> None:
     target = binding.get("target") or {}
     node = target.get("name")
     if not node:
@@ -168,7 +168,7 @@ async def handle_binding(request: web.Request, t: Target) -> web.Response:
     body = codec.decode_object(codec.media_type(request), await codec.read_body(request))
     name = t.name or body["metadata"].get("name", "")
     await bind_pod(writer_of(request), t.namespace or "default", name, body,
-                   manager=field_manager(request), dry=dry_run(request))
+                   dry=dry_run(request))
     return codec.json_response(codec.success_status(), status=201)
 
 
