@@ -372,3 +372,79 @@ def test_probes_inside_the_pod_network_namespace(server: Server, agent: Agent) -
     assert "Readiness probe failed: HTTP probe failed with statuscode: 404" in events
     assert "failed liveness probe, will be restarted" in events
     server.kubectl("delete", "pod", "probed", "--wait=false")
+
+
+def test_kubectl_port_forward_reaches_the_pod(server: Server, agent: Agent) -> None:
+    manifest = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "fwd"},
+        "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "web", "image": "busybox", "imagePullPolicy": "IfNotPresent",
+            "command": ["sh", "-c", "mkdir /www; echo forwarded > /www/index.html; "
+                                    "exec httpd -f -p 8080 -h /www"]}]}}
+    server.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    wait_until(lambda: phase(server, "fwd") == "Running")
+    local = free_port()
+    proc = subprocess.Popen(
+        ["kubectl", "--kubeconfig", str(server.kubeconfig), "port-forward", "pod/fwd",
+         f"{local}:8080"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        assert f"Forwarding from 127.0.0.1:{local} -> 8080" in proc.stdout.readline()
+        for _ in range(3):  # each request is a new stream over the same connection
+            with urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=10) as resp:
+                assert resp.read() == b"forwarded\n"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    server.kubectl("delete", "pod", "fwd", "--wait=false")
+
+
+def test_pull_from_a_registry_with_pull_secret_and_back_off_when_missing(
+        server: Server, agent: Agent, tmp_path: Path) -> None:
+    from tests.runtime.registry_fixture import Registry, have_registry_tools
+
+    if reason := have_registry_tools():
+        pytest.skip(reason)
+    archive = tmp_path / "busybox.tar"
+    subprocess.run([sys.executable, "-m", "kubelite.cli.main", "image", "busybox", "-o",
+                    str(archive)], check=True, capture_output=True)
+    registry = Registry(tmp_path, auth="basic")
+    asyncio.run(registry.start())
+    try:
+        asyncio.run(registry.push(archive, "team/tool:v1"))
+        server.kubectl("create", "secret", "docker-registry", "regcred",
+                       f"--docker-server={registry.host}", f"--docker-username={registry.user}",
+                       f"--docker-password={registry.password}")
+        for name, image, secret in (("pulled", f"{registry.host}/team/tool:v1", True),
+                                    ("denied", f"{registry.host}/team/tool:v1", False),
+                                    ("absent", f"{registry.host}/team/absent:v1", True)):
+            # Always: without it the pod without credentials would run the image the
+            # first pod pulled, as Kubernetes allows.
+            spec: dict[str, Any] = {"nodeName": NODE, "terminationGracePeriodSeconds": 1,
+                                    "containers": [{"name": "c", "image": image,
+                                                    "imagePullPolicy": "Always",
+                                                    "command": ["sleep", "3600"]}]}
+            if secret:
+                spec["imagePullSecrets"] = [{"name": "regcred"}]
+            server.kubectl("apply", "-f", "-", input=json.dumps(
+                {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}))
+        wait_until(lambda: phase(server, "pulled") == "Running", timeout=60)
+
+        def waiting(pod: str) -> str:
+            state = container_status(server, pod, "c").get("state") or {}
+            return str(state.get("waiting", {}).get("reason", ""))
+
+        for pod in ("denied", "absent"):
+            # ErrImagePull shows only until the next sync: the events keep both.
+            wait_until(lambda p=pod: waiting(p) == "ImagePullBackOff", timeout=60)
+            events = server.kubectl("get", "events", "--field-selector",
+                                    f"involvedObject.name={pod}").stdout
+            assert "Error: ErrImagePull" in events and "Error: ImagePullBackOff" in events
+        events = server.kubectl("get", "events", "--field-selector",
+                                "involvedObject.name=pulled").stdout
+        assert f'Successfully pulled image "{registry.host}/team/tool:v1"' in events
+    finally:
+        for name in ("pulled", "denied", "absent"):
+            server.kubectl("delete", "pod", name, "--wait=false", check=False)
+        server.kubectl("delete", "secret", "regcred", check=False)
+        asyncio.run(registry.stop())
