@@ -59,8 +59,12 @@ VALID: dict[str, Callable[[], Obj]] = {
     "Pod": lambda: make("v1", "Pod", spec=pod_spec()),
     "Deployment": lambda: make("apps/v1", "Deployment", spec={"selector": SEL, "template": template()}),
     "ReplicaSet": lambda: make("apps/v1", "ReplicaSet", spec={"selector": SEL, "template": template()}),
+    # Its containers mount the claim template "d" without declaring it as a volume.
     "StatefulSet": lambda: make("apps/v1", "StatefulSet", spec={
-        "selector": SEL, "serviceName": "web", "template": template(),
+        "selector": SEL, "serviceName": "web", "template": {
+            "metadata": {"labels": {"app": "a"}}, "spec": {"containers": [
+                {"name": "c", "image": "nginx:1.25",
+                 "volumeMounts": [{"name": "d", "mountPath": "/data"}]}]}},
         "volumeClaimTemplates": [{"metadata": {"name": "d"}, "spec": {
             "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}),
     "DaemonSet": lambda: make("apps/v1", "DaemonSet", spec={"selector": SEL, "template": template()}),
@@ -161,6 +165,7 @@ CASES = [
     ("statefulset serviceName", "StatefulSet", {"spec.serviceName": DELETE}, "spec.serviceName", "Required value"),
     ("statefulset replicas", "StatefulSet", {"spec.replicas": -1}, "spec.replicas", "must be greater than or equal to 0"),
     ("statefulset policy", "StatefulSet", {"spec.podManagementPolicy": "Random"}, "spec.podManagementPolicy", "must be 'OrderedReady' or 'Parallel'"),
+    ("statefulset mount", "StatefulSet", {"spec.template.spec.containers.0.volumeMounts.0.name": "e"}, "spec.template.spec.containers[0].volumeMounts[0].name", 'Not found: "e"'),
     ("statefulset claim", "StatefulSet", {"spec.volumeClaimTemplates.0.spec.accessModes": []}, "spec.volumeClaimTemplates[0].spec.accessModes", "at least 1 access mode is required"),
     ("daemonset mismatch", "DaemonSet", {"spec.selector": {"matchLabels": {"app": "z"}}}, "spec.template.metadata.labels", "`selector` does not match template `labels`"),
     ("job restartPolicy", "Job", {"spec.template.spec.restartPolicy": "Always"}, "spec.template.spec.restartPolicy", 'Unsupported value: "Always": supported values: "OnFailure", "Never"'),

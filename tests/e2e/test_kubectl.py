@@ -258,3 +258,14 @@ def test_every_example_applies(server):
     assert "created" in out
     assert server.kubectl("apply", "-n", "examples", "-f", str(examples),
                           "--dry-run=server").returncode == 0
+
+
+def test_the_demo_manifests_apply(server):
+    demo = Path(__file__).resolve().parents[2] / "examples" / "demo"
+    out = server.kubectl("apply", "-f", str(demo)).stdout
+    for obj in ("namespace/demo", "deployment.apps/web", "statefulset.apps/counter",
+                "service/web", "service/counter", "ingress.networking.k8s.io/demo",
+                "configmap/web-config", "secret/web-secret"):
+        assert f"{obj} created" in out
+    assert "unchanged" in server.kubectl("apply", "-f", str(demo)).stdout
+    server.kubectl("delete", "namespace", "demo", "--wait=false")

@@ -128,7 +128,7 @@ def validate_statefulset(obj: dict[str, Any], out: list[Cause]) -> None:
     retention = spec.get("persistentVolumeClaimRetentionPolicy") or {}
     for key in ("whenDeleted", "whenScaled"):
         check_enum(retention.get(key), f"spec.persistentVolumeClaimRetentionPolicy.{key}", ("Retain", "Delete"), out)
-    template = _template(spec, "spec", out, restart=("Always",))
+    template = _template(_with_claim_volumes(spec), "spec", out, restart=("Always",))
     if (template.get("spec") or {}).get("activeDeadlineSeconds") is not None:
         out.append(invalid("spec.template.spec.activeDeadlineSeconds", template["spec"]["activeDeadlineSeconds"], "must not be specified"))
     _selector(spec, template, "spec", "statefulset", out)
@@ -136,6 +136,25 @@ def validate_statefulset(obj: dict[str, Any], out: list[Cause]) -> None:
     for i, claim in each(spec.get("volumeClaimTemplates")):
         validate_template_meta(claim.get("metadata"), f"spec.volumeClaimTemplates[{i}].metadata", out)
         pvc_spec(claim.get("spec") or {}, f"spec.volumeClaimTemplates[{i}].spec", out)
+
+
+def _with_claim_volumes(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec as its pods will be: each claim template is a volume the containers may
+    mount, as the StatefulSet controller adds it."""
+    template, claims = spec.get("template"), spec.get("volumeClaimTemplates")
+    pod_spec = template.get("spec") if isinstance(template, dict) else None
+    if not isinstance(pod_spec, dict) or not isinstance(claims, list):
+        return spec
+    names = [c["metadata"]["name"] for c in claims
+             if isinstance(c, dict) and isinstance(c.get("metadata"), dict)
+             and isinstance(c["metadata"].get("name"), str)]
+    declared = {v.get("name") for v in pod_spec.get("volumes") or [] if isinstance(v, dict)}
+    extra = [{"name": n, "persistentVolumeClaim": {"claimName": n}}
+             for n in names if n not in declared]
+    if not extra or not isinstance(pod_spec.get("volumes", []), list):
+        return spec
+    pod_spec = {**pod_spec, "volumes": [*(pod_spec.get("volumes") or []), *extra]}
+    return {**spec, "template": {**template, "spec": pod_spec}}
 
 
 def validate_daemonset(obj: dict[str, Any], out: list[Cause]) -> None:

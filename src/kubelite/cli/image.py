@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from pathlib import Path
 
-from kubelite.runtime.build import DEFAULT_TAG, build_busybox_archive
+from kubelite.runtime.build import DEFAULT_TAG, build_busybox_archive, build_image_archive
 from kubelite.runtime.errors import RuntimeError_
 from kubelite.runtime.images import OCIImageStore
 
@@ -28,6 +29,18 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     busybox.add_argument("-o", "--output", type=Path, required=True, help="archive to write")
     busybox.add_argument("--tag", default=DEFAULT_TAG, help=f"image name (default {DEFAULT_TAG})")
     busybox.set_defaults(run=_busybox)
+
+    build = verbs.add_parser(
+        "build", help="build an image of busybox plus a directory",
+        description="Build DIR/rootfs on top of busybox into an OCI archive. DIR/image.json "
+                    'gives the image: {"tag": ..., "cmd": [...], "env": ["K=V"], '
+                    '"workdir": ..., "ports": ["8080"]}.')
+    build.add_argument("dir", type=Path)
+    build.add_argument("-o", "--output", type=Path, required=True, help="archive to write")
+    build.add_argument("--tag", help="image name (default: the tag in image.json)")
+    build.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                       help="set an environment variable of the image (repeatable)")
+    build.set_defaults(run=_build)
 
     imp = verbs.add_parser("import", help="import a docker-archive or OCI archive tarball")
     imp.add_argument("file", type=Path)
@@ -54,6 +67,23 @@ async def _busybox(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"{args.output}: {digest}")
+    return 0
+
+
+async def _build(args: argparse.Namespace) -> int:
+    try:
+        spec = json.loads((args.dir / "image.json").read_text())
+        tag = args.tag or spec["tag"]
+        env = dict(e.split("=", 1) for e in [*spec.get("env", []), *args.env] if "=" in e)
+        digest = await asyncio.to_thread(
+            build_image_archive, args.output, tag=tag, context=args.dir / "rootfs",
+            cmd=spec["cmd"], env=[f"{k}={v}" for k, v in env.items()], workdir=spec.get("workdir", ""),
+            ports=spec.get("ports", []))
+    except (OSError, ValueError, KeyError, RuntimeError_) as exc:
+        detail = f"{args.dir / 'image.json'} lacks {exc}" if isinstance(exc, KeyError) else exc
+        print(f"error: {detail}", file=sys.stderr)
+        return 1
+    print(f"{args.output}: {tag} {digest}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Packing Debian's busybox-static into a small OCI image archive.
+"""Packing Debian's busybox-static into a small OCI image archive, alone or with the
+files of a directory on top (the demo's images are built this way).
 
 The archive is deterministic (fixed times, sorted entries, gzip without a
 timestamp), so that the same busybox binary always gives the same digests.
@@ -11,6 +12,7 @@ import io
 import json
 import subprocess
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from kubelite.runtime import oci, reference
@@ -55,26 +57,62 @@ def _layer(busybox: Path) -> bytes:
     return gzip.compress(buf.getvalue(), mtime=0)
 
 
+def _context_layer(context: Path) -> bytes:
+    """The files under `context` as one layer rooted at /, owned by root, times zeroed."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(context.rglob("*")):
+            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(context)))
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mtime = 0
+            if info.isreg():
+                with path.open("rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
+    return gzip.compress(buf.getvalue(), mtime=0)
+
+
 def build_busybox_archive(out: Path, *, tag: str = DEFAULT_TAG,
                           busybox: Path | None = None) -> str:
     """Write the OCI archive to `out`; returns the manifest digest."""
-    busybox = busybox or find_busybox()
+    return _write_archive(out, tag=tag, layers=[_layer(busybox or find_busybox())],
+                          config={"Env": [PATH_ENV], "Cmd": ["sh"]},
+                          history="kubelite image busybox")
+
+
+def build_image_archive(out: Path, *, tag: str, context: Path, cmd: Sequence[str],
+                        env: Sequence[str] = (), workdir: str = "", ports: Sequence[str] = (),
+                        busybox: Path | None = None) -> str:
+    """An image of busybox plus the files of `context`, the way a two-line Dockerfile
+    (FROM busybox, COPY . /) would build it; returns the manifest digest."""
+    config: dict[str, object] = {"Env": [PATH_ENV, *env], "Cmd": list(cmd)}
+    if workdir:
+        config["WorkingDir"] = workdir
+    if ports:
+        config["ExposedPorts"] = {p if "/" in p else f"{p}/tcp": {} for p in ports}
+    return _write_archive(out, tag=tag, config=config, history=f"kubelite image build {tag}",
+                          layers=[_layer(busybox or find_busybox()), _context_layer(context)])
+
+
+def _write_archive(out: Path, *, tag: str, layers: list[bytes], config: dict[str, object],
+                   history: str) -> str:
     ref = reference.parse(tag)
     tag = str(ref)
-    layer = _layer(busybox)
-    diff_id = oci.sha256_digest(gzip.decompress(layer))
-    config = json.dumps({
+    config_blob = json.dumps({
         "created": _CREATED, "architecture": oci.host_arch(), "os": "linux",
-        "config": {"Env": [PATH_ENV], "Cmd": ["sh"]},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created": _CREATED, "created_by": "kubelite image busybox"}],
+        "config": config,
+        "rootfs": {"type": "layers",
+                   "diff_ids": [oci.sha256_digest(gzip.decompress(b)) for b in layers]},
+        "history": [{"created": _CREATED, "created_by": history}],
     }, sort_keys=True).encode()
     manifest = json.dumps({
         "schemaVersion": 2, "mediaType": oci.OCI_MANIFEST,
-        "config": {"mediaType": oci.OCI_CONFIG, "digest": oci.sha256_digest(config),
-                   "size": len(config)},
-        "layers": [{"mediaType": oci.OCI_LAYER_GZIP, "digest": oci.sha256_digest(layer),
-                    "size": len(layer)}],
+        "config": {"mediaType": oci.OCI_CONFIG, "digest": oci.sha256_digest(config_blob),
+                   "size": len(config_blob)},
+        "layers": [{"mediaType": oci.OCI_LAYER_GZIP, "digest": oci.sha256_digest(b),
+                    "size": len(b)} for b in layers],
     }, sort_keys=True).encode()
     manifest_digest = oci.sha256_digest(manifest)
     short_tag = ref.tag or "latest"
@@ -86,7 +124,7 @@ def build_busybox_archive(out: Path, *, tag: str = DEFAULT_TAG,
     }, sort_keys=True).encode()
     files = [("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'), ("index.json", index)]
     files += [(f"blobs/sha256/{oci.sha256_digest(b).split(':')[1]}", b)
-              for b in (config, manifest, layer)]
+              for b in (config_blob, manifest, *layers)]
     tmp = out.with_name(out.name + ".tmp")
     with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for d in ("blobs", "blobs/sha256"):
