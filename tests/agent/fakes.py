@@ -37,6 +37,7 @@ from kubelite.runtime.base import (
     Sandbox,
     SandboxConfig,
     SandboxID,
+    Usage,
 )
 
 Obj = dict[str, Any]
@@ -128,6 +129,11 @@ class FakeRuntime:
     # (container id, command) -> (exit code, output) for exec
     exec_handler: Callable[[ContainerID, list[str]], tuple[int, bytes]] = \
         lambda _cid, _cmd: (0, b"")
+    # what stats() reports: "" for the whole runtime, else sandbox or container ids
+    usage: dict[str, Usage] = field(default_factory=dict)
+
+    async def stats(self) -> dict[str, Usage]:
+        return dict(self.usage)
 
     async def create_sandbox(self, config: SandboxConfig) -> Sandbox:
         sid = SandboxID(f"sb{next(_ids)}")

@@ -448,3 +448,30 @@ def test_pull_from_a_registry_with_pull_secret_and_back_off_when_missing(
             server.kubectl("delete", "pod", name, "--wait=false", check=False)
         server.kubectl("delete", "secret", "regcred", check=False)
         asyncio.run(registry.stop())
+
+
+def test_kubectl_top_reads_usage_from_the_agent(server: Server, agent: Agent) -> None:
+    manifest = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "burner", "labels": {"a": "b"}},
+        "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 0, "containers": [{
+            "name": "spin", "image": "busybox", "imagePullPolicy": "IfNotPresent",
+            "command": ["sh", "-c", "while :; do :; done"],
+            "resources": {"limits": {"cpu": "200m", "memory": "32Mi"}}}]}}
+    server.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    wait_until(lambda: phase(server, "burner") == "Running")
+
+    def top_cpu() -> int:
+        out = server.kubectl("top", "pod", "-l", "a=b", "--no-headers", check=False).stdout
+        fields = out.split()
+        return int(fields[1].rstrip("m")) if len(fields) == 3 and fields[0] == "burner" else 0
+
+    # The CPU quota caps the spinning loop at 200m; a rate needs two samples 5 s apart.
+    cpu = wait_until(top_cpu, timeout=30)
+    assert 120 <= cpu <= 230, cpu
+    nodes = server.kubectl("top", "node", "--no-headers").stdout.split()
+    assert nodes[0] == NODE and int(nodes[1].rstrip("m")) >= 120
+    per_container = server.kubectl("top", "pod", "burner", "--containers", "--no-headers").stdout
+    assert per_container.split()[:2] == ["burner", "spin"]
+    missing = server.kubectl("top", "pod", "nope", check=False)
+    assert missing.returncode != 0 and 'podmetrics.metrics.k8s.io "default/nope" not found' in missing.stderr
+    server.kubectl("delete", "pod", "burner", "--wait=false")

@@ -19,7 +19,7 @@ import contextlib
 import logging
 from dataclasses import replace
 
-from kubelite.agent import streaming
+from kubelite.agent import stats, streaming
 from kubelite.agent.apiclient import AgentClient
 from kubelite.agent.config import AgentConfig
 from kubelite.agent.context import PodContext
@@ -31,6 +31,7 @@ from kubelite.agent.pull import ImagePuller
 from kubelite.agent.refs import InformerSource
 from kubelite.agent.sandbox import read_resolv_conf
 from kubelite.agent.server import AgentServer
+from kubelite.agent.stats import StatsCollector
 from kubelite.agent.tls import Authenticator, server_context, serving_files
 from kubelite.agent.volumes import VolumeManager
 from kubelite.client import Client, EventRecorder
@@ -60,6 +61,7 @@ class Agent:
                               puller=ImagePuller(images, self.recorder),
                               host_ip=self.node.host_ip, allocatable=self.node.allocatable)
         self.pods = PodManager(self.ctx)
+        self.stats = StatsCollector(runtime, node_name=config.node_name)
         self.server: AgentServer | None = None
         self._serve = serve
         self._tasks: list[asyncio.Task[None]] = []
@@ -83,6 +85,7 @@ class Agent:
                                       ssl_context=ssl_context,
                                       authenticator=Authenticator(config.client, config.node_name))
             streaming.install(self.server)
+            stats.install(self.server, self.stats)
             await self.server.start()
             self.config = config = replace(config, port=self.server.port)
             self.node.config = self.ctx.config = config
@@ -91,7 +94,8 @@ class Agent:
         self.lease.node_uid = node["metadata"].get("uid", "")
         await self.lease.renew()
         self._tasks = [asyncio.create_task(self.lease.run(), name="node lease"),
-                       asyncio.create_task(self.node.run(), name="node status")]
+                       asyncio.create_task(self.node.run(), name="node status"),
+                       asyncio.create_task(self.stats.run(), name="resource usage")]
         self.source.start()
         await self.pods.start()
         self.ready.set()

@@ -143,6 +143,12 @@ RESOURCES: tuple[Resource, ...] = (
        short_names=("pc",)),
     _r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", short_names=("pdb",),
        subresources=(STATUS,)),
+    _r("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers",
+       short_names=("hpa",), categories=("all",), subresources=(STATUS,)),
+    # Read from the agents on demand (server/metrics.py), never stored.
+    _r("metrics.k8s.io", "v1beta1", "NodeMetrics", "nodes", namespaced=False,
+       verbs=("get", "list"), stored=False),
+    _r("metrics.k8s.io", "v1beta1", "PodMetrics", "pods", verbs=("get", "list"), stored=False),
     _r("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
        namespaced=False, verbs=("create",), stored=False),
     _r("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews",

@@ -63,8 +63,9 @@ def _spec(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def validate_meta_update(new: dict[str, Any], old: dict[str, Any], out: list[Cause]) -> None:
-    meta = new.get("metadata") or {}
-    old_meta = old.get("metadata") or {}
+    # Kinds without a schema (metrics) reach here with whatever the body held.
+    meta = new.get("metadata") if isinstance(new.get("metadata"), dict) else {}
+    old_meta = old.get("metadata") if isinstance(old.get("metadata"), dict) else {}
     for key in ("name", "namespace"):
         if (meta.get(key) or "") != (old_meta.get(key) or ""):
             out.append(immutable(f"metadata.{key}", meta.get(key) or ""))

@@ -57,6 +57,14 @@ class Image:
 
 
 @dataclass(frozen=True, slots=True)
+class Usage:
+    """A cgroup's usage, as cAdvisor reads it for kubelet."""
+
+    cpu_ns: int  # cumulative CPU time of every task in the cgroup
+    memory_working_set: int  # bytes: usage minus inactive file cache
+
+
+@dataclass(frozen=True, slots=True)
 class Mount:
     destination: str
     source: str
@@ -190,6 +198,9 @@ class ContainerRuntime(Protocol):
     async def remove_container(self, container_id: ContainerID) -> None: ...
     async def container_status(self, container_id: ContainerID) -> ContainerStatus: ...
     async def list_containers(self, sandbox_id: SandboxID | None = None) -> list[ContainerStatus]: ...
+    async def stats(self) -> dict[str, Usage]:
+        """Usage of the whole runtime (key ""), each sandbox and each running container."""
+        ...
 
     async def exec(self, container_id: ContainerID, command: list[str], *, tty: bool,
                    stdin: bool) -> ExecProcess: ...

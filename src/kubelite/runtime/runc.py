@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from kubelite.runtime import bundle, cgroups, mounts, proc, sandbox
+from kubelite.runtime import bundle, cgroups, mounts, proc, sandbox, usage
 from kubelite.runtime.base import (
     ContainerConfig,
     ContainerID,
@@ -36,6 +36,7 @@ from kubelite.runtime.base import (
     Sandbox,
     SandboxConfig,
     SandboxID,
+    Usage,
 )
 from kubelite.runtime.errors import (
     ContainerCreateError,
@@ -296,6 +297,26 @@ class RuncRuntime:
             return ContainerStatus(**common, state="running" if started else "created")
         return ContainerStatus(**common, state="exited", exit_code=255, reason="Error",
                                message="the container's shim is gone; its exit status is unknown")
+
+    async def stats(self) -> dict[str, Usage]:
+        """Usage of the runtime's cgroup root (key ""), each sandbox and each running
+        container, by id: CRI's ListPodSandboxStats and ListContainerStats in one."""
+        def read_all() -> dict[str, Usage]:
+            cgroups_ = {"": self.cgroup_root}
+            for d in (self.root / "sandboxes").iterdir():
+                rec = sandbox.SandboxRecord.load(d)
+                if rec is not None and rec.cgroup_parent:
+                    cgroups_[d.name] = rec.cgroup_parent
+            for d in (self.root / "containers").iterdir():
+                meta = _read_json(d / "container.json")
+                if meta is not None and "cgroup" in meta and not (d / "exit.json").exists():
+                    cgroups_[d.name] = meta["cgroup"]
+            out = {}
+            for key, cgroup in cgroups_.items():
+                if (u := usage.read(self.cgroups, cgroup)) is not None:
+                    out[key] = u
+            return out
+        return await asyncio.to_thread(read_all)
 
     # -- exec and attach ---------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from kubelite.api import errors
 from kubelite.api.registry import Resource, lookup
-from kubelite.server import codec, discovery, openapi, reads, streaming
+from kubelite.server import codec, discovery, metrics, openapi, reads, streaming
 from kubelite.server.admission import IMMORTAL_NAMESPACES
 from kubelite.server.auth import Authenticator, TokenSigner, authorize
 from kubelite.server.certs import Credentials, ensure_credentials
@@ -101,6 +101,8 @@ async def resource_handler(request: web.Request) -> web.StreamResponse:
         raise errors.forbidden(
             f'{t.res.group_resource} is forbidden: User "{user_of(request).username}" cannot '
             f'{verb} resource "{t.res.plural}" in API group "{t.res.group}"')
+    if t.res.group == "metrics.k8s.io":
+        return await metrics.handle(request, t)
     if not t.res.stored:
         if method != "POST" or t.name is not None:
             raise errors.method_not_allowed(f"{t.res.plural} supports create only")

@@ -83,7 +83,7 @@ def install(app: web.Application, *, ca_file: Path, token: str) -> None:
     app.on_cleanup.append(cleanup)
 
 
-def _access(request: web.Request) -> NodeAccess:
+def node_access(request: web.Request) -> NodeAccess:
     access = request.app.get(NODE_ACCESS)
     if access is None:
         raise errors.APIError(503, "ServiceUnavailable",
@@ -117,13 +117,17 @@ async def _agent_base(request: web.Request, pod: Obj) -> str:
     if not node_name:
         raise errors.bad_request(f"pod {pod['metadata']['name']} does not have a host assigned")
     assert _NODES is not None
-    node = await ctx(request).objects.get(_NODES, None, node_name)
+    return agent_base(await ctx(request).objects.get(_NODES, None, node_name))
+
+
+def agent_base(node: Obj) -> str:
+    """https://ADDRESS:PORT of the agent of `node`."""
     status = node.get("status") or {}
     addresses = status.get("addresses") or []
     address = next((a["address"] for a in addresses if a.get("type") == "InternalIP"),
                    addresses[0]["address"] if addresses else "")
     if not address:
-        raise errors.bad_request(f"node {node_name} has no address")
+        raise errors.bad_request(f"node {node['metadata']['name']} has no address")
     port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") \
         or DEFAULT_AGENT_PORT
     host = f"[{address}]" if ":" in address else address
@@ -167,7 +171,7 @@ async def handle_log(request: web.Request, t: Target) -> web.StreamResponse:
     if not (pod.get("spec") or {}).get("nodeName"):
         # No node yet, no logs yet: the apiserver answers an empty body too.
         return web.Response(text="", content_type="text/plain")
-    access = _access(request)
+    access = node_access(request)
     base = await _agent_base(request, pod)
     query = {k: request.query[k] for k in _LOG_PARAMS if k in request.query}
     url = f"{base}/containerLogs/{_path(t.namespace or 'default', t.name, container)}"
@@ -234,7 +238,7 @@ async def _relay(client: web.WebSocketResponse, agent: aiohttp.ClientWebSocketRe
 
 async def _proxy_upgrade(request: web.Request, path: str, query: list[tuple[str, str]]
                          ) -> web.StreamResponse:
-    access = _access(request)
+    access = node_access(request)
     url = path + ("?" + urlencode(query) if query else "")
     session = access.session()
     if not _is_websocket(request):
