@@ -475,3 +475,42 @@ def test_kubectl_top_reads_usage_from_the_agent(server: Server, agent: Agent) ->
     missing = server.kubectl("top", "pod", "nope", check=False)
     assert missing.returncode != 0 and 'podmetrics.metrics.k8s.io "default/nope" not found' in missing.stderr
     server.kubectl("delete", "pod", "burner", "--wait=false")
+
+
+def test_horizontal_pod_autoscaler_scales_on_cpu(server: Server, agent: Agent) -> None:
+    server.kubectl("create", "deployment", "spinner", "--image=busybox", "--replicas=1",
+                   "--", "sh", "-c", "while :; do :; done")
+    server.kubectl("set", "resources", "deployment", "spinner", "--requests=cpu=50m",
+                   "--limits=cpu=100m,memory=32Mi")
+    server.kubectl("patch", "deployment", "spinner", "-p", json.dumps({"spec": {"template": {
+        "spec": {"terminationGracePeriodSeconds": 0, "containers": [
+            {"name": "busybox", "imagePullPolicy": "IfNotPresent"}]}}}}))
+    # Each pod spins at its 100m limit against a 50m request: 200% of a 50% target.
+    server.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "spinner"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                    "name": "spinner"},
+                 "minReplicas": 1, "maxReplicas": 3, "metrics": [{
+                     "type": "Resource", "resource": {"name": "cpu", "target": {
+                         "type": "Utilization", "averageUtilization": 50}}}]}}))
+    try:
+        wait_until(lambda: server.kubectl(
+            "get", "deployment", "spinner", "-o", "jsonpath={.spec.replicas}").stdout == "3",
+            timeout=60)
+        hpa = json.loads(server.kubectl("get", "hpa", "spinner", "-o", "json").stdout)
+        status = hpa["status"]
+        assert status["desiredReplicas"] == 3
+        [metric] = status["currentMetrics"]
+        assert metric["resource"]["name"] == "cpu"
+        assert metric["resource"]["current"]["averageUtilization"] > 100
+        conditions = {c["type"]: c for c in status["conditions"]}
+        assert conditions["ScalingActive"]["status"] == "True"
+        assert conditions["ScalingLimited"]["reason"] == "TooManyReplicas"
+        events = server.kubectl("get", "events", "--field-selector",
+                                "involvedObject.name=spinner").stdout
+        assert "SuccessfulRescale" in events
+        assert "cpu resource utilization (percentage of request) above target" in events
+    finally:
+        server.kubectl("delete", "hpa", "spinner", check=False)
+        server.kubectl("delete", "deployment", "spinner", check=False)

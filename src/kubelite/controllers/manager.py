@@ -13,6 +13,7 @@ import logging
 from kubelite.client import Client, InformerFactory
 from kubelite.controllers.deployment import DeploymentController
 from kubelite.controllers.garbagecollector import GarbageCollector
+from kubelite.controllers.horizontalpodautoscaler import HorizontalPodAutoscalerController
 from kubelite.controllers.namespace import NamespaceController
 from kubelite.controllers.replicaset import ReplicaSetController
 from kubelite.controllers.serviceaccount import ServiceAccountController
@@ -21,7 +22,7 @@ from kubelite.scheduler.scheduler import Scheduler
 log = logging.getLogger(__name__)
 
 CONTROLLERS = (GarbageCollector, NamespaceController, ServiceAccountController,
-               ReplicaSetController, DeploymentController)
+               ReplicaSetController, DeploymentController, HorizontalPodAutoscalerController)
 
 
 class ControllerManager:
