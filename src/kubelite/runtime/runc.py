@@ -81,6 +81,7 @@ class RuncRuntime:
         self.log_max_size = log_max_size
         self.log_max_files = log_max_files
         self._spawner = ThreadPoolExecutor(max_workers=16, thread_name_prefix="kubelite-runc")
+        self._sandboxes: dict[str, str] = {}  # container id -> sandbox id, which never changes
         for sub in ("sandboxes", "containers", "sockets", "runc"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
@@ -256,6 +257,7 @@ class RuncRuntime:
         for suffix in (".sock", ".console"):
             Path(f"{sock}{suffix}").unlink(missing_ok=True)
         await asyncio.to_thread(shutil.rmtree, directory, True)
+        self._sandboxes.pop(cid, None)
 
     async def container_status(self, container_id: ContainerID) -> ContainerStatus:
         status = await asyncio.to_thread(self._status, container_id)
@@ -267,11 +269,25 @@ class RuncRuntime:
         def all_statuses() -> list[ContainerStatus]:
             out = []
             for d in sorted((self.root / "containers").iterdir()):
+                if sandbox_id is not None and self._sandbox_of(d) != sandbox_id:
+                    continue
                 st = self._status(ContainerID(d.name))
-                if st is not None and (sandbox_id is None or st.sandbox_id == sandbox_id):
+                if st is not None:
                     out.append(st)
             return out
         return await asyncio.to_thread(all_statuses)
+
+    def _sandbox_of(self, directory: Path) -> str | None:
+        """The container's sandbox, remembered: every pod worker lists its own pod's
+        containers each sync, and reading every container's state for it made a burst
+        of N pods cost N² file reads."""
+        sid = self._sandboxes.get(directory.name)
+        if sid is None:
+            meta = _read_json(directory / "container.json")
+            if meta is None:
+                return None
+            sid = self._sandboxes[directory.name] = meta["sandbox_id"]
+        return sid
 
     def _status(self, cid: ContainerID) -> ContainerStatus | None:
         directory = self.root / "containers" / cid
