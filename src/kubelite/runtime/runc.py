@@ -21,7 +21,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,8 +45,8 @@ from kubelite.runtime.errors import (
 )
 from kubelite.runtime.exec import PipeExec, ShimAttach, TtyExec
 from kubelite.runtime.images import OCIImageStore
+from kubelite.runtime.zygote import ShimZygote
 
-SHIM = Path(__file__).with_name("shim.py")
 DEFAULT_CGROUP_ROOT = "/kubelite"
 MAX_ROOT_LEN = 80  # sockets/<16 hex>.console must fit in a unix socket path
 
@@ -81,6 +80,7 @@ class RuncRuntime:
         self.log_max_size = log_max_size
         self.log_max_files = log_max_files
         self._spawner = ThreadPoolExecutor(max_workers=16, thread_name_prefix="kubelite-runc")
+        self._shims = ShimZygote()
         self._sandboxes: dict[str, str] = {}  # container id -> sandbox id, which never changes
         for sub in ("sandboxes", "containers", "sockets", "runc"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -185,12 +185,7 @@ class RuncRuntime:
             "log_max_files": self.log_max_files, "tty": config.tty, "stdin": config.stdin,
             "stdin_once": config.stdin_once, "socket": f"{sock}.sock",
             "console_socket": f"{sock}.console"}
-        _, out, _ = await self._spawn(sys.executable, "-I", "-S", str(SHIM),
-                                      json.dumps(shim_args))
-        try:
-            result = json.loads(out)
-        except ValueError:
-            result = {"ok": False, "error": f"shim said {out[:200]!r}"}
+        result = await self._shims.start(shim_args)
         if not result.get("ok"):
             raise ContainerCreateError(result.get("error") or "runc create failed")
         meta |= {"pid": result["pid"], "pid_start": proc.start_time(result["pid"]),

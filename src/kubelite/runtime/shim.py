@@ -1,10 +1,10 @@
 """The per-container shim: the process that outlives the agent, as containerd-shim does.
 
-Run standalone as `python -I -S shim.py JSON` (only the standard library, so
-that it starts fast and stays small). It forks a daemon that becomes a child
-subreaper, runs `runc create` with the container's stdio, reports
-{"ok", "pid", "error"} on stdout through the first process, which then exits.
-The daemon stays the parent of the container's init after runc exits: it
+Run as `python -I -S shim.py` (only the standard library, so that it stays
+small): a zygote that forks one shim per request line (see `zygote`). Each shim
+becomes a child subreaper, runs `runc create` with the container's stdio and
+reports {"id", "ok", "pid", "shim_pid", "error"} as one line on the zygote's
+stdout. The shim stays the parent of the container's init after runc exits: it
 writes stdout/stderr to the log file in the CRI format with size rotation,
 serves attach on a unix socket and, when the init exits, records its exit
 status in exit.json. Killing the agent does not touch it.
@@ -24,13 +24,14 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import termios
 import time
 
 PR_SET_CHILD_SUBREAPER = 36
 LINE_MAX = 16 * 1024  # longer lines are split into partial (P) records, as containerd does
 DRAIN_AFTER_EXIT = 2.0
+# Keeps a shim's report line under PIPE_BUF (4096), the size of an atomic pipe write.
+REPORT_ERROR_MAX = 2048
 
 
 def timestamp(ns: int) -> bytes:
@@ -353,18 +354,10 @@ class Shim:
             pass
 
 
-def main() -> None:
-    args = json.loads(sys.argv[1])
-    status_r, status_w = os.pipe()
-    if os.fork():
-        os.close(status_w)
-        chunks = []
-        while chunk := os.read(status_r, 65536):
-            chunks.append(chunk)
-        sys.stdout.buffer.write(b"".join(chunks) or b'{"ok": false, "error": "shim died"}')
-        sys.stdout.flush()
-        os._exit(0)
-    os.close(status_r)
+def start(args: dict, report_fd: int) -> None:
+    """Become the shim of one container: a session leader and child subreaper, which
+    runs `runc create`, writes the outcome as one line to `report_fd` and then serves
+    the container until it exits."""
     os.setsid()
     ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     null = os.open("/dev/null", os.O_RDWR)
@@ -376,12 +369,35 @@ def main() -> None:
         result = shim.create()
     except Exception as exc:  # reported to the runtime rather than lost with stderr
         result = {"ok": False, "error": f"shim: {exc}"}
-    os.write(status_w, json.dumps(result).encode())
-    os.close(status_w)
+    result["id"] = args["id"]
+    if len(result.get("error", "")) > REPORT_ERROR_MAX:
+        result["error"] = result["error"][:REPORT_ERROR_MAX] + "..."
+    # One write below PIPE_BUF is atomic: concurrent shims never interleave lines.
+    os.write(report_fd, json.dumps(result).encode() + b"\n")
+    os.close(report_fd)
     if result["ok"]:
         shim.serve()
     os._exit(0)
 
 
+def zygote() -> None:
+    """Read one JSON request per line on stdin and start a shim for each, forked from
+    this process, which has already paid Python's start-up and imports (some 40 ms of
+    CPU per container when every shim was a new interpreter). Each shim is forked
+    twice, so that it belongs to no one and outlives this process and the agent; its
+    outcome goes to stdout. Ends when the agent closes stdin."""
+    requests = os.fdopen(0, "rb", buffering=0)
+    for line in iter(requests.readline, b""):
+        args = json.loads(line)
+        child = os.fork()
+        if child == 0:
+            os.close(0)
+            if os.fork() == 0:
+                # Above stdio, which start() points at /dev/null.
+                start(args, fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 3))
+            os._exit(0)
+        os.waitpid(child, 0)
+
+
 if __name__ == "__main__":
-    main()
+    zygote()
