@@ -25,6 +25,7 @@ from kubelite.agent.config import AgentConfig
 from kubelite.agent.context import PodContext
 from kubelite.agent.events import QueuedRecorder
 from kubelite.agent.lease import LeaseHeartbeat
+from kubelite.agent.localpath import LocalPathSweeper
 from kubelite.agent.node import NodeStatus, detect_ip
 from kubelite.agent.podmanager import PodManager
 from kubelite.agent.pull import ImagePuller
@@ -35,6 +36,7 @@ from kubelite.agent.stats import StatsCollector
 from kubelite.agent.tls import Authenticator, server_context, serving_files
 from kubelite.agent.volumes import VolumeManager
 from kubelite.client import Client, EventRecorder
+from kubelite.network.proxy import ServiceProxy
 from kubelite.runtime.base import ContainerRuntime, ImageStore
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,10 @@ class Agent:
                               host_ip=self.node.host_ip, allocatable=self.node.allocatable)
         self.pods = PodManager(self.ctx)
         self.stats = StatsCollector(runtime, node_name=config.node_name)
+        self.local_path = LocalPathSweeper(client, node_name=config.node_name,
+                                           root=config.root / "local-path")
+        self.proxy = ServiceProxy(client, node_name=config.node_name) if (
+            config.service_proxy) else None
         self.server: AgentServer | None = None
         self._serve = serve
         self._tasks: list[asyncio.Task[None]] = []
@@ -93,16 +99,22 @@ class Agent:
         node = await self.node.register()
         self.lease.node_uid = node["metadata"].get("uid", "")
         await self.lease.renew()
+        await self.local_path.start()
         self._tasks = [asyncio.create_task(self.lease.run(), name="node lease"),
                        asyncio.create_task(self.node.run(), name="node status"),
                        asyncio.create_task(self.stats.run(), name="resource usage")]
         self.source.start()
+        if self.proxy is not None:
+            await self.proxy.start()
         await self.pods.start()
         self.ready.set()
         log.info("node agent %s ready", config.node_name)
 
     async def stop(self) -> None:
         await self.pods.stop()
+        if self.proxy is not None:
+            await self.proxy.stop()
+        await self.local_path.stop()
         await self.source.stop()
         for task in self._tasks:
             task.cancel()

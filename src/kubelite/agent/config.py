@@ -51,6 +51,9 @@ class AgentConfig:
     ca_cert_file: Path | None = None
     ca_key_file: Path | None = None
     node_labels: tuple[tuple[str, str], ...] = ()
+    # Program Services into nftables in the agent's network namespace (network/proxy.py):
+    # on for agents in a node namespace of their own, off where the host's is shared.
+    service_proxy: bool = False
 
     @property
     def pods_dir(self) -> Path:

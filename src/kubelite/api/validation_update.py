@@ -171,6 +171,9 @@ def _pvc(new: dict[str, Any], old: dict[str, Any], out: list[Cause]) -> None:
     spec, old_spec = dict(_spec(new)), dict(_spec(old))
     if not old_spec.get("volumeName"):
         old_spec["volumeName"] = spec.get("volumeName")  # binding sets it once
+    if old_spec.get("storageClassName") is None:
+        # Retroactive default StorageClass assignment sets a class once on unbound claims.
+        old_spec["storageClassName"] = spec.get("storageClassName")
     size = _storage(spec)
     old_size = _storage(old_spec)
     bound = (new.get("status") or {}).get("phase") == "Bound"

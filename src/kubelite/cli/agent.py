@@ -45,6 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="DNS server for pods with dnsPolicy ClusterFirst (repeatable)")
     p.add_argument("--cluster-domain", default="cluster.local")
     p.add_argument("--allow-privileged", action="store_true")
+    p.add_argument("--service-proxy", action="store_true",
+                   help="program Services into nftables in this network namespace")
     p.add_argument("--node-label", action="append", default=[], type=_label, metavar="KEY=VALUE")
     p.add_argument("--tls-cert-file", type=Path)
     p.add_argument("--tls-private-key-file", type=Path)
@@ -68,7 +70,8 @@ async def run(args: argparse.Namespace) -> int:
         allow_privileged=args.allow_privileged, cluster_dns=tuple(args.cluster_dns),
         cluster_domain=args.cluster_domain, tls_cert_file=args.tls_cert_file,
         tls_key_file=args.tls_private_key_file, ca_cert_file=args.cluster_ca_cert,
-        ca_key_file=args.cluster_ca_key, node_labels=tuple(args.node_label))
+        ca_key_file=args.cluster_ca_key, node_labels=tuple(args.node_label),
+        service_proxy=args.service_proxy)
 
     async def serve(stop: asyncio.Event) -> int:
         return await run_agent(config, stop=stop)

@@ -28,6 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    metavar="HOST:PORT", help="address to serve on (default 127.0.0.1:6443)")
     p.add_argument("--tls-san", action="append", default=[], metavar="NAME",
                    help="extra name or IP for the serving certificate")
+    p.add_argument("--service-cidr", default="10.96.0.0/16", metavar="CIDR",
+                   help="range of Service ClusterIPs (default 10.96.0.0/16)")
     p.add_argument("--disable-controllers", action="store_true",
                    help="do not start the controller manager beside the API server")
     p.add_argument("--disable-scheduler", action="store_true",
@@ -45,7 +47,7 @@ async def run(args: argparse.Namespace) -> int:
 
     host, port = args.listen
     config = ServerConfig(data_dir=args.data_dir, host=host, port=port,
-                          extra_sans=tuple(args.tls_san))
+                          extra_sans=tuple(args.tls_san), service_cidr=args.service_cidr)
 
     async def serve(stop: asyncio.Event) -> int:
         store = SqliteStore(args.data_dir / "state.db", window=STORE_EVENT_WINDOW)

@@ -11,18 +11,28 @@ import contextlib
 import logging
 
 from kubelite.client import Client, InformerFactory
+from kubelite.controllers.daemonset import DaemonSetController
 from kubelite.controllers.deployment import DeploymentController
+from kubelite.controllers.endpoints import EndpointsController
+from kubelite.controllers.endpointslice import EndpointSliceController
 from kubelite.controllers.garbagecollector import GarbageCollector
 from kubelite.controllers.horizontalpodautoscaler import HorizontalPodAutoscalerController
+from kubelite.controllers.localpath import LocalPathProvisioner
 from kubelite.controllers.namespace import NamespaceController
+from kubelite.controllers.persistentvolume import PersistentVolumeController
 from kubelite.controllers.replicaset import ReplicaSetController
 from kubelite.controllers.serviceaccount import ServiceAccountController
+from kubelite.controllers.servicelb import ServiceLBController
+from kubelite.controllers.statefulset import StatefulSetController
 from kubelite.scheduler.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
 CONTROLLERS = (GarbageCollector, NamespaceController, ServiceAccountController,
-               ReplicaSetController, DeploymentController, HorizontalPodAutoscalerController)
+               ReplicaSetController, DeploymentController, HorizontalPodAutoscalerController,
+               StatefulSetController, DaemonSetController, PersistentVolumeController,
+               LocalPathProvisioner, EndpointSliceController, EndpointsController,
+               ServiceLBController)
 
 
 class ControllerManager:

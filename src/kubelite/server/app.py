@@ -14,7 +14,7 @@ from aiohttp import web
 
 from kubelite.api import errors
 from kubelite.api.registry import Resource, lookup
-from kubelite.server import codec, discovery, metrics, openapi, reads, streaming
+from kubelite.server import codec, discovery, ipalloc, metrics, openapi, reads, streaming
 from kubelite.server.admission import IMMORTAL_NAMESPACES
 from kubelite.server.auth import Authenticator, TokenSigner, authorize
 from kubelite.server.certs import Credentials, ensure_credentials
@@ -36,6 +36,8 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 6443
     extra_sans: tuple[str, ...] = field(default=())
+    service_cidr: str = ipalloc.DEFAULT_SERVICE_CIDR
+    service_node_port_range: tuple[int, int] = ipalloc.DEFAULT_NODE_PORTS
 
 
 def _split(path: str) -> tuple[str, str, list[str]] | None:
@@ -243,6 +245,8 @@ class APIServer:
             cfg.data_dir, host=cfg.host, port=cfg.port, extra_sans=list(cfg.extra_sans))
         await self.store.start()
         objects = Objects(self.store)
+        objects.service_allocator = await ipalloc.ServiceAllocator.recover(
+            objects, service_cidr=cfg.service_cidr, node_ports=cfg.service_node_port_range)
         await bootstrap(objects)
         signer = TokenSigner(creds.signing_key)
         context = ServerContext(

@@ -105,6 +105,8 @@ class DeleteOptions:
 class Objects:
     def __init__(self, store: Store) -> None:
         self.store = store
+        # ClusterIPs and NodePorts (server/ipalloc.py); the API server sets it up.
+        self.service_allocator: Any = None
 
     # ---- reads ---------------------------------------------------------------------
 
@@ -255,6 +257,8 @@ class Objects:
         except store_errors.RevisionMismatch:
             raise modified(res, obj["metadata"]["name"]) from None
         gone = decode(kv)
+        if self.service_allocator is not None and res.plural == "services":
+            self.service_allocator.release(gone)
         return gone
 
     async def delete(

@@ -21,7 +21,7 @@ from kubelite.api.defaults import apply_defaults
 from kubelite.api.registry import Resource
 from kubelite.api.schemas import kind_schema
 from kubelite.api.validation import to_api_error, validate
-from kubelite.server import codec, strategy
+from kubelite.server import codec, ipalloc, strategy
 from kubelite.server.admission import admit, admit_delete
 from kubelite.server.context import (
     Target,
@@ -117,7 +117,14 @@ class Writer:
         if applied is None:
             update_managed_fields(None, obj, manager=manager, schema=_schema(res),
                                   now=now_rfc3339())
-        return await self.objects.create(res, obj, dry_run=dry), warnings
+        held = ipalloc.reserve(self.objects, obj, None, plural=res.plural, dry_run=dry)
+        try:
+            stored = await self.objects.create(res, obj, dry_run=dry)
+        except BaseException:
+            held.rollback()
+            raise
+        held.commit()
+        return stored, warnings
 
     async def update(
         self, res: Resource, new: Obj, old: Obj, *, subresource: str, manager: str, fv: str,
@@ -132,12 +139,19 @@ class Writer:
         if causes:
             _raise_invalid(res, prepared, causes)
         await admit(self.objects, res, prepared, operation="UPDATE")
+        held = (ipalloc.reserve(self.objects, prepared, old, plural=res.plural, dry_run=dry)
+                if subresource == "" else ipalloc.Reservation())
         if managed:
             update_managed_fields(old, prepared, manager=manager, operation=operation,
                                   schema=_schema(res), now=now_rfc3339(),
                                   subresource=subresource)
-        stored = await self.objects.update(res, prepared, expected_rv=expected_rv, old=old,
-                                           dry_run=dry)
+        try:
+            stored = await self.objects.update(res, prepared, expected_rv=expected_rv, old=old,
+                                               dry_run=dry)
+        except BaseException:
+            held.rollback()
+            raise
+        held.commit()
         return stored, warnings
 
     async def guaranteed_update(
