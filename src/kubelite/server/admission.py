@@ -7,6 +7,7 @@ from typing import Any
 
 from kubelite.api import errors
 from kubelite.api.registry import Resource, lookup
+from kubelite.server.admission_priority import admit_pod_priority
 from kubelite.server.objects import Objects
 
 _NAMESPACES = lookup("", "v1", "namespaces")
@@ -30,6 +31,8 @@ async def admit(
                 f"unable to create new content in namespace {ns_name} because it is being "
                 f"terminated"
             )
+    if res.plural == "pods" and not res.group and operation == "CREATE":
+        await admit_pod_priority(objects, obj)
 
 
 def admit_delete(res: Resource, name: str) -> None:
