@@ -24,6 +24,7 @@ from kubelite.agent.apiclient import AgentClient
 from kubelite.agent.config import AgentConfig
 from kubelite.agent.context import PodContext
 from kubelite.agent.events import QueuedRecorder
+from kubelite.agent.fencing import SelfFencing, resume_pods
 from kubelite.agent.lease import LeaseHeartbeat
 from kubelite.agent.localpath import LocalPathSweeper
 from kubelite.agent.node import NodeStatus, detect_ip
@@ -36,6 +37,8 @@ from kubelite.agent.stats import StatsCollector
 from kubelite.agent.tls import Authenticator, server_context, serving_files
 from kubelite.agent.volumes import VolumeManager
 from kubelite.client import Client, EventRecorder
+from kubelite.network.node import NodeNetwork
+from kubelite.network.policy import PolicyEnforcer
 from kubelite.network.proxy import ServiceProxy
 from kubelite.runtime.base import ContainerRuntime, ImageStore
 
@@ -47,6 +50,11 @@ class Agent:
 
     def __init__(self, config: AgentConfig, *, client: Client, runtime: ContainerRuntime,
                  images: ImageStore, serve: bool = True) -> None:
+        self.network = NodeNetwork(client, node_name=config.node_name,
+                                   cluster_cidr=config.cluster_cidr, root=config.root,
+                                   runtime=runtime) if config.cluster_cidr else None
+        if self.network is not None:
+            runtime = self.network.runtime  # sandboxes get attached to the pod network
         self.config = config
         self.client = client
         self.runtime = runtime
@@ -55,6 +63,9 @@ class Agent:
             EventRecorder(client, component="kubelet", host=config.node_name))
         self.node = NodeStatus(client, config, runtime, images, self.recorder)
         self.lease = LeaseHeartbeat(client, config.node_name, interval=config.lease_interval)
+        self.fencing = SelfFencing(runtime=runtime, timeout=config.fencing_timeout,
+                                   on_fence=self._fence, on_recover=self._recover)
+        self.lease.on_renewed = self.fencing.renewed
         self.source = InformerSource(client, on_change=self._object_changed)
         self.volumes = VolumeManager(pods_dir=config.pods_dir, client=client, source=self.source,
                                      host_ip=self.node.host_ip, allocatable=self.node.allocatable)
@@ -67,6 +78,10 @@ class Agent:
         self.local_path = LocalPathSweeper(client, node_name=config.node_name,
                                            root=config.root / "local-path")
         self.proxy = ServiceProxy(client, node_name=config.node_name) if (
+            config.service_proxy) else None
+        # NetworkPolicy needs the pods' traffic to cross this namespace's forward
+        # hook, so it runs where the service proxy does: in a node namespace of its own.
+        self.policy = PolicyEnforcer(client, node_name=config.node_name) if (
             config.service_proxy) else None
         self.server: AgentServer | None = None
         self._serve = serve
@@ -100,18 +115,35 @@ class Agent:
         self.lease.node_uid = node["metadata"].get("uid", "")
         await self.lease.renew()
         await self.local_path.start()
+        if self.network is not None:
+            await self.network.start()
         self._tasks = [asyncio.create_task(self.lease.run(), name="node lease"),
                        asyncio.create_task(self.node.run(), name="node status"),
                        asyncio.create_task(self.stats.run(), name="resource usage")]
         self.source.start()
         if self.proxy is not None:
             await self.proxy.start()
+        if self.policy is not None:
+            await self.policy.start()
         await self.pods.start()
+        self._tasks.append(asyncio.create_task(self.fencing.run(), name="self-fencing"))
         self.ready.set()
         log.info("node agent %s ready", config.node_name)
 
+    async def _fence(self) -> None:
+        await self.pods.stop()
+
+    async def _recover(self) -> None:
+        await resume_pods(self.pods)
+        # The controller wrote Ready=Unknown meanwhile: report, even if unchanged here.
+        await self.node._write(await self.node.status(), force=True)
+
     async def stop(self) -> None:
         await self.pods.stop()
+        if self.network is not None:
+            await self.network.stop()
+        if self.policy is not None:
+            await self.policy.stop()
         if self.proxy is not None:
             await self.proxy.stop()
         await self.local_path.stop()

@@ -26,6 +26,10 @@ class AgentConfig:
     # Kubernetes renews the node Lease every 10 s (a quarter of its 40 s duration);
     # kubelite renews every second so that a lost node is noticed within seconds.
     lease_interval: float = 1.0
+    # Without a successful Lease renewal for this long the agent kills its pods
+    # (agent/fencing.py); the node lifecycle controller waits longer before it
+    # deletes them. Kubernetes has no equivalent.
+    fencing_timeout: float = 3.0
     # How often node conditions are recomputed; the Node is written only when they
     # change or every `node_status_report` seconds (kubelet: 10 s and 5 min).
     node_status_interval: float = 10.0
@@ -54,6 +58,11 @@ class AgentConfig:
     # Program Services into nftables in the agent's network namespace (network/proxy.py):
     # on for agents in a node namespace of their own, off where the host's is shared.
     service_proxy: bool = False
+    # The cluster's pod CIDR. When set, the agent runs the pod network in its own
+    # network namespace (network/node.py): CNI bridge over the Node's podCIDR, routes
+    # to the other nodes, masquerade out of the cluster CIDR. When empty (agents
+    # sharing the host's namespace), pods get a loopback-only network namespace.
+    cluster_cidr: str = ""
 
     @property
     def pods_dir(self) -> Path:

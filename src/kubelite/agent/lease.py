@@ -13,6 +13,7 @@ import copy
 import datetime as dt
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 from kubelite.api import registry
@@ -38,6 +39,8 @@ class LeaseHeartbeat:
         self.interval = interval
         self.duration = max(math.ceil(interval * 4), 1)
         self.node_uid = node_uid
+        # Told of every successful renewal (agent/fencing.py counts silence from it).
+        self.on_renewed: Callable[[], None] | None = None
         self._lease: Obj | None = None
 
     def _fresh(self) -> Obj:
@@ -82,7 +85,12 @@ class LeaseHeartbeat:
     async def run(self) -> None:
         while True:
             try:
-                await self.renew()
-            except ClientError as e:
-                log.warning("node lease renewal failed: %s", e)
+                # Bounded, so that a request stuck on a cut network cannot hide a
+                # healed one for the client's whole timeout.
+                await asyncio.wait_for(self.renew(), self.duration)
+            except (ClientError, TimeoutError) as e:
+                log.warning("node lease renewal failed: %s", e or "timed out")
+            else:
+                if self.on_renewed is not None:
+                    self.on_renewed()
             await asyncio.sleep(self.interval)

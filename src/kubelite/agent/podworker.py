@@ -123,7 +123,9 @@ class PodWorker:
 
     @property
     def pod_ip(self) -> str:
-        return self.ctx.host_ip() if (self.pod.get("spec") or {}).get("hostNetwork") else ""
+        if (self.pod.get("spec") or {}).get("hostNetwork"):
+            return self.ctx.host_ip()
+        return self.sandbox.ips[0] if self.sandbox is not None and self.sandbox.ips else ""
 
     async def _run(self) -> None:
         finished = False

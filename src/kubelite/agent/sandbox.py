@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from kubelite.agent import containers
+from kubelite.network.podnet import port_mappings
 from kubelite.runtime.base import SandboxConfig
 
 Obj = dict[str, Any]
@@ -84,4 +85,5 @@ def sandbox_config(pod: Obj, dns: DNS) -> SandboxConfig:
         dns_options=dns[2],
         labels={containers.POD_UID: meta["uid"], containers.POD_NAME: meta["name"],
                 containers.POD_NAMESPACE: meta.get("namespace") or "default"},
+        port_mappings=() if spec.get("hostNetwork") else port_mappings(pod),
     )

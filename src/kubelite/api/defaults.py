@@ -29,9 +29,9 @@ from kubelite.api.registry import Resource
 from kubelite.api.validation_values import is_ip, parse_quantity
 
 # DefaultTolerationSeconds admission: how long pods stay bound to a NotReady or
-# unreachable node before eviction. Kubernetes uses 300; kubelite may lower it
-# for faster failover.
-DEFAULT_NOT_READY_TOLERATION_SECONDS = 300
+# unreachable node before eviction. Kubernetes uses 300; kubelite uses 1 so that
+# pods of a lost node are replaced within seconds (controllers/nodelifecycle.py).
+DEFAULT_NOT_READY_TOLERATION_SECONDS = 1
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
 SERVICE_IP_FAMILY = "IPv4"  # kubelite's service CIDR is single-stack IPv4

@@ -46,7 +46,6 @@ from kubelite.api.validation_kinds import (
     validate_endpoints,
     validate_endpointslice,
     validate_event,
-    validate_ingress,
     validate_lease,
     validate_namespace,
     validate_node,
@@ -59,6 +58,7 @@ from kubelite.api.validation_kinds import (
     validate_storageclass,
 )
 from kubelite.api.validation_meta import validate_object_meta
+from kubelite.api.validation_networking import validate_ingress, validate_ingressclass
 from kubelite.api.validation_pod import validate_pod_spec
 from kubelite.api.validation_schema import kind_node, walk
 from kubelite.api.validation_update import validate_update
@@ -93,6 +93,7 @@ _KIND_RULES: dict[str, Callable[[dict[str, Any], list[Cause]], None]] = {
     "CronJob": validate_cronjob,
     "Service": validate_service,
     "Ingress": validate_ingress,
+    "IngressClass": validate_ingressclass,
     "ConfigMap": validate_configmap,
     "Secret": validate_secret,
     "Event": validate_event,

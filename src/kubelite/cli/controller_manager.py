@@ -15,6 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="kubeconfig with the credentials the controllers use")
     p.add_argument("--disable-scheduler", action="store_true",
                    help="do not run the default scheduler in this process")
+    p.add_argument("--cluster-cidr", default="10.244.0.0/16", metavar="CIDR",
+                   help="range the nodes' podCIDRs are allocated from (default 10.244.0.0/16)")
     p.set_defaults(run=run)
     return p
 
@@ -28,7 +30,8 @@ async def run(args: argparse.Namespace) -> int:
 
     async def serve(stop: asyncio.Event) -> int:
         async with Client(config, user_agent="kubelite-controller-manager") as client, \
-                ControllerManager(client, scheduler=not args.disable_scheduler):
+                ControllerManager(client, scheduler=not args.disable_scheduler,
+                                  cluster_cidr=args.cluster_cidr):
             await stop.wait()
         return 0
 

@@ -19,6 +19,7 @@ from kubelite.controllers.garbagecollector import GarbageCollector
 from kubelite.controllers.horizontalpodautoscaler import HorizontalPodAutoscalerController
 from kubelite.controllers.localpath import LocalPathProvisioner
 from kubelite.controllers.namespace import NamespaceController
+from kubelite.controllers.nodeipam import DEFAULT_CLUSTER_CIDR, NodeIPAMController
 from kubelite.controllers.persistentvolume import PersistentVolumeController
 from kubelite.controllers.replicaset import ReplicaSetController
 from kubelite.controllers.serviceaccount import ServiceAccountController
@@ -32,7 +33,7 @@ CONTROLLERS = (GarbageCollector, NamespaceController, ServiceAccountController,
                ReplicaSetController, DeploymentController, HorizontalPodAutoscalerController,
                StatefulSetController, DaemonSetController, PersistentVolumeController,
                LocalPathProvisioner, EndpointSliceController, EndpointsController,
-               ServiceLBController)
+               ServiceLBController, NodeIPAMController)
 
 
 class ControllerManager:
@@ -40,10 +41,14 @@ class ControllerManager:
     the default scheduler with them unless told not to (it shares their informers,
     which saves a second copy of every pod and node)."""
 
-    def __init__(self, client: Client, *, scheduler: bool = True) -> None:
+    def __init__(self, client: Client, *, scheduler: bool = True,
+                 cluster_cidr: str = DEFAULT_CLUSTER_CIDR) -> None:
         self.client = client
         self.factory = InformerFactory(client)
-        self.controllers = [cls(client, self.factory) for cls in CONTROLLERS]
+        # The node IPAM controller alone takes an option (kube-controller-manager's --cluster-cidr).
+        self.controllers = [cls(client, self.factory, cluster_cidr=cluster_cidr)
+                            if cls is NodeIPAMController else cls(client, self.factory)
+                            for cls in CONTROLLERS]
         self.scheduler = Scheduler(client, self.factory) if scheduler else None
         self._tasks: list[asyncio.Task[None]] = []
 

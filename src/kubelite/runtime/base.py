@@ -109,6 +109,8 @@ class SandboxConfig:
     dns_options: tuple[str, ...] = ()
     cgroup_parent: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    # hostPorts: (host port, container port, protocol, host IP), for the pod network.
+    port_mappings: tuple[tuple[int, int, str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,8 @@ class Sandbox:
     netns_path: str  # the network namespace CNI configures ("" with hostNetwork)
     state: Literal["ready", "notready"] = "ready"
     created_at: float = 0.0
+    # The pod's addresses from the pod network (empty with hostNetwork or none set up).
+    ips: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,19 +14,30 @@ from aiohttp import web
 
 from kubelite.api import errors
 from kubelite.api.registry import Resource, lookup
-from kubelite.server import codec, discovery, ipalloc, metrics, openapi, reads, streaming
+from kubelite.server import (
+    codec,
+    discovery,
+    ipalloc,
+    metrics,
+    nodeauthz,
+    nodecerts,
+    openapi,
+    reads,
+    streaming,
+)
 from kubelite.server.admission import IMMORTAL_NAMESPACES
-from kubelite.server.auth import Authenticator, TokenSigner, authorize
+from kubelite.server.auth import Authenticator, TokenSigner
 from kubelite.server.certs import Credentials, ensure_credentials
 from kubelite.server.context import CONTEXT, USER, ServerContext, Target, ctx, user_of
 from kubelite.server.objects import Objects
 from kubelite.server.subresources import SUBRESOURCE_HANDLERS, handle_binding, handle_review
+from kubelite.server.tokens import BootstrapTokens
 from kubelite.server.writes import Writer
 from kubelite.store.base import Store
 
 log = logging.getLogger("kubelite.server")
 
-_PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
+_PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz", nodecerts.CLUSTER_CA_PATH})
 _NAMESPACES = lookup("", "v1", "namespaces")
 
 
@@ -99,7 +110,7 @@ async def resource_handler(request: web.Request) -> web.StreamResponse:
     t = parse_target(group, version, rest)
     method = request.method
     verb = _verb(method, t, reads.query_flag(request, "watch"))
-    if not authorize(user_of(request), verb, t.res.group, t.res.plural, t.namespace):
+    if not await nodeauthz.authorize(request, user_of(request), verb, t):
         raise errors.forbidden(
             f'{t.res.group_resource} is forbidden: User "{user_of(request).username}" cannot '
             f'{verb} resource "{t.res.plural}" in API group "{t.res.group}"')
@@ -145,7 +156,9 @@ async def resource_handler(request: web.Request) -> web.StreamResponse:
 async def api_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         if request.path not in _PUBLIC_PATHS:
-            user = ctx(request).authenticator.authenticate(request.headers.get("Authorization"))
+            peer = request.transport.get_extra_info("peercert") if request.transport else None
+            user = await ctx(request).authenticator.authenticate(
+                request.headers.get("Authorization"), peer_cert=peer)
             if user is None:
                 raise errors.unauthorized()
             request[USER] = user
@@ -226,6 +239,10 @@ def build_app(context: ServerContext) -> web.Application:
 def ssl_context(creds: Credentials) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(creds.serving_cert, creds.serving_key)
+    # Client certificates are optional (tokens are the other way in) and, when
+    # given, must be signed by the cluster CA: nodes authenticate with theirs.
+    context.load_verify_locations(cafile=creds.ca_cert)
+    context.verify_mode = ssl.CERT_OPTIONAL
     return context
 
 
@@ -251,8 +268,10 @@ class APIServer:
         signer = TokenSigner(creds.signing_key)
         context = ServerContext(
             store=self.store, objects=objects, signer=signer,
-            authenticator=Authenticator(admin_token=creds.admin_token, signer=signer))
+            authenticator=Authenticator(admin_token=creds.admin_token, signer=signer,
+                                        bootstrap=BootstrapTokens(objects)))
         app = build_app(context)
+        nodecerts.install(app, ca_cert=creds.ca_cert, ca_key=creds.ca_key)
         # pods/log, exec, attach and portforward are proxied to node agents, which
         # are verified against the cluster CA and shown the admin token.
         streaming.install(app, ca_file=creds.ca_cert, token=creds.admin_token)

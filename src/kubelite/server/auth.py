@@ -1,9 +1,12 @@
 """Authentication (who is asking) and authorization (may they).
 
-Bearer tokens only, over TLS: the admin token written to the data directory, and
-signed tokens (HS256 JWTs with the server's signing key) for service accounts,
-as `kubectl create token` issues them. Users in the group system:masters may do
-everything; the rest is refused until RBAC comes (a later issue).
+Over TLS: client certificates signed by the cluster CA (CN the user, O its
+groups, as Kubernetes' x509 authenticator; checked first, as there), then bearer
+tokens: the admin token written to the data directory, signed tokens (HS256 JWTs
+with the server's signing key) for service accounts, as `kubectl create token`
+issues them, and bootstrap tokens (server/tokens.py). Users in the group
+system:masters may do everything; nodes are authorized by server/nodeauthz.py;
+the rest is refused until RBAC comes (a later issue).
 """
 
 from __future__ import annotations
@@ -12,12 +15,18 @@ import base64
 import hmac
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+if TYPE_CHECKING:
+    from kubelite.server.tokens import BootstrapTokens
+
 MASTERS = "system:masters"
 AUTHENTICATED = "system:authenticated"
+NODES = "system:nodes"
+NODE_USER_PREFIX = "system:node:"
+BOOTSTRAPPERS = "system:bootstrappers"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,17 +103,50 @@ class TokenSigner:
         return self.sign(claims), exp
 
 
+def node_name_of(user: UserInfo) -> str | None:
+    """The node a user is, as Kubernetes' node identifier: `system:node:<name>` in
+    the group system:nodes; None for everyone else."""
+    if NODES not in user.groups or not user.username.startswith(NODE_USER_PREFIX):
+        return None
+    return user.username[len(NODE_USER_PREFIX):] or None
+
+
+def user_from_certificate(peer_cert: dict[str, Any]) -> UserInfo | None:
+    """The user of a verified client certificate (ssl's getpeercert() form)."""
+    names: list[str] = []
+    groups: list[str] = []
+    for rdn in peer_cert.get("subject") or ():
+        for key, value in rdn:
+            if key == "commonName":
+                names.append(value)
+            elif key == "organizationName":
+                groups.append(value)
+    if not names or not names[0]:
+        return None
+    return UserInfo(names[0], groups=(*groups, AUTHENTICATED))
+
+
 class Authenticator:
-    def __init__(self, *, admin_token: str, signer: TokenSigner) -> None:
+    def __init__(self, *, admin_token: str, signer: TokenSigner,
+                 bootstrap: BootstrapTokens | None = None) -> None:
         self._admin_token = admin_token.encode()
         self._signer = signer
+        self._bootstrap = bootstrap
 
-    def authenticate(self, authorization: str | None) -> UserInfo | None:
+    async def authenticate(self, authorization: str | None, *,
+                           peer_cert: dict[str, Any] | None = None) -> UserInfo | None:
+        """`peer_cert` must come from a TLS layer that verified it against the cluster CA."""
+        if peer_cert:
+            user = user_from_certificate(peer_cert)
+            if user is not None:
+                return user
         if not authorization or not authorization.startswith("Bearer "):
             return None
         token = authorization[7:].strip()
         if hmac.compare_digest(token.encode(), self._admin_token):
             return ADMIN
+        if self._bootstrap is not None and (user := await self._bootstrap.authenticate(token)):
+            return user
         claims = self._signer.verify(token)
         if claims is None:
             return None
