@@ -313,6 +313,7 @@ class FakeSource:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str], Obj] = {}
         self.service_list: list[Obj] = []
+        # (namespace, uid) of the registered pods
         self.acquired: set[tuple[str, str]] = set()
 
     def put(self, kind: str, namespace: str, name: str, **body: Any) -> None:
@@ -325,11 +326,12 @@ class FakeSource:
     async def services(self, namespace: str) -> list[Obj]:
         return self.service_list
 
-    def acquire(self, namespace: str, pod_uid: str) -> None:
-        self.acquired.add((namespace, pod_uid))
+    def acquire(self, pod: Obj) -> None:
+        meta = pod["metadata"]
+        self.acquired.add((meta.get("namespace") or "default", meta["uid"]))
 
-    async def release(self, namespace: str, pod_uid: str) -> None:
-        self.acquired.discard((namespace, pod_uid))
+    async def release(self, pod_uid: str) -> None:
+        self.acquired = {(ns, uid) for ns, uid in self.acquired if uid != pod_uid}
 
 
 @dataclass

@@ -14,6 +14,8 @@ import pytest
 
 from kubelite.network.cni import Attachment, CNIError, NetworkList, exec_plugin
 from kubelite.network.podnet import PodNetwork, port_mappings
+from kubelite.network.sandboxes import NetworkedRuntime
+from kubelite.runtime.base import Sandbox, SandboxConfig, SandboxID
 from tests.network.netns_helpers import in_ns, namespaces, sh, tag_of
 
 SUBNET = "10.244.7.0/24"
@@ -136,10 +138,12 @@ async def test_network_list_runs_plugins_in_order_with_prev_result(
 
 async def test_plugin_errors_carry_the_plugins_code_and_message(tmp_path: Path) -> None:
     with pytest.raises(CNIError) as err:
-        await exec_plugin("bridge", "ADD", {"cniVersion": "1.0.0", "name": "x", "type": "bridge",
-                                             "ipam": {}},
+        # loopback touches nothing before it opens the namespace (bridge would
+        # create its bridge in the current one first).
+        await exec_plugin("loopback", "ADD", {"cniVersion": "1.0.0", "name": "x",
+                                               "type": "loopback"},
                           Attachment(container_id="c", netns="/nonexistent/ns"))
-    assert err.value.plugin == "bridge" and err.value.msg
+    assert err.value.plugin == "loopback" and err.value.msg and err.value.code
     with pytest.raises(CNIError, match="not found"):
         await exec_plugin("no-such-plugin", "ADD", {}, Attachment(container_id="c", netns=""))
 
@@ -148,3 +152,52 @@ async def test_not_ready_without_a_pod_cidr(tmp_path: Path) -> None:
     net = PodNetwork(tmp_path / "network")
     with pytest.raises(CNIError, match="no podCIDR"):
         await net.attach("s", "/nonexistent", namespace="n", name="p", uid="u", wait=0.05)
+
+
+class FakeRuntime:
+    """Sandboxes whose network namespaces the test made; the rest of a runtime unused."""
+
+    def __init__(self, netns_paths: list[str]) -> None:
+        self.free = list(netns_paths)
+        self.sandboxes: dict[str, Sandbox] = {}
+
+    async def create_sandbox(self, config: SandboxConfig) -> Sandbox:
+        sid = SandboxID(f"sb-{config.name}")
+        sb = Sandbox(id=sid, config=config,
+                     netns_path="" if config.host_network else self.free.pop(0))
+        self.sandboxes[sid] = sb
+        return sb
+
+    async def remove_sandbox(self, sandbox_id: SandboxID) -> None:
+        self.sandboxes.pop(sandbox_id, None)
+
+    async def list_sandboxes(self) -> list[Sandbox]:
+        return list(self.sandboxes.values())
+
+
+async def test_networked_runtime_attaches_checks_on_adoption_and_detaches(
+        tmp_path: Path, nets: tuple[str, str, str]) -> None:
+    node, a, b = nets
+    inner = FakeRuntime([ns_path(a), ns_path(b)])
+    net = PodNetwork(tmp_path / "network", netns=node)
+    net.configure(SUBNET)
+    rt = NetworkedRuntime(inner, net)  # type: ignore[arg-type]
+    first = await rt.create_sandbox(SandboxConfig(pod_uid="u1", name="p1", namespace="ns",
+                                                  hostname="p1"))
+    second = await rt.create_sandbox(SandboxConfig(pod_uid="u2", name="p2", namespace="ns",
+                                                   hostname="p2"))
+    host = await rt.create_sandbox(SandboxConfig(pod_uid="u3", name="p3", namespace="ns",
+                                                 hostname="p3", host_network=True))
+    assert first.ips and second.ips and host.ips == ()
+
+    # A new agent adopts them: CHECK finds p2's interface gone and reports it notready.
+    in_ns(b, "ip", "link", "del", "eth0")
+    adopted = {sb.config.name: sb for sb in
+               await NetworkedRuntime(inner, net).list_sandboxes()}  # type: ignore[arg-type]
+    assert adopted["p1"].state == "ready" and adopted["p1"].ips == first.ips
+    assert adopted["p2"].state == "notready"
+    assert adopted["p3"].state == "ready"
+
+    for sb in (first, second, host):
+        await rt.remove_sandbox(sb.id)
+    assert net.reservations() == {}

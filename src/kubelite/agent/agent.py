@@ -104,7 +104,8 @@ class Agent:
             self.server = AgentServer(pods=self.pods, runtime=self.runtime,
                                       host=config.listen_host, port=config.port,
                                       ssl_context=ssl_context,
-                                      authenticator=Authenticator(config.client, config.node_name))
+                                      authenticator=Authenticator(self.client,
+                                                                  node_name=config.node_name))
             streaming.install(self.server)
             stats.install(self.server, self.stats)
             await self.server.start()
@@ -120,7 +121,7 @@ class Agent:
         self._tasks = [asyncio.create_task(self.lease.run(), name="node lease"),
                        asyncio.create_task(self.node.run(), name="node status"),
                        asyncio.create_task(self.stats.run(), name="resource usage")]
-        self.source.start()
+        await self.source.start()
         if self.proxy is not None:
             await self.proxy.start()
         if self.policy is not None:

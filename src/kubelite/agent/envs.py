@@ -13,10 +13,13 @@ import math
 import re
 from collections.abc import Mapping
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kubelite.agent.refs import ObjectSource
 from kubelite.api.validation_values import parse_quantity
+
+if TYPE_CHECKING:
+    # refs.py raises ContainerConfigError from here.
+    from kubelite.agent.refs import ObjectSource
 
 Obj = dict[str, Any]
 

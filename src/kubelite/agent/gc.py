@@ -32,13 +32,17 @@ def sandboxes_by_pod(sandboxes: list[Sandbox]) -> dict[str, Sandbox]:
     return best
 
 
-async def sweep(ctx: PodContext, *, known: set[str], adopted: dict[str, Sandbox]) -> int:
+async def sweep(ctx: PodContext, *, known: set[str], adopted: dict[str, Sandbox],
+                among: set[str] | None = None) -> int:
     """Remove everything on the node that no known pod owns; returns how many
-    sandboxes went. `adopted` (pod uid -> sandbox) is kept."""
+    sandboxes went. `adopted` (pod uid -> sandbox) is kept, and with `among` only
+    those sandboxes are candidates (others are being created right now)."""
     removed = 0
     keep = {sb.id for sb in adopted.values()}
     for sb in await ctx.runtime.list_sandboxes():
         if sb.config.pod_uid in known and sb.id in keep:
+            continue
+        if among is not None and sb.id not in among:
             continue
         log.info("removing sandbox %s of %s pod %s/%s", sb.id,
                  "a superseded" if sb.config.pod_uid in known else "a deleted",

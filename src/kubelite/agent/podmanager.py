@@ -78,7 +78,8 @@ class PodManager:
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        candidates = gc.sandboxes_by_pod(await self.ctx.runtime.list_sandboxes())
+        present = await self.ctx.runtime.list_sandboxes()
+        candidates = gc.sandboxes_by_pod(present)
         # Workers created by the first list take their sandbox from here.
         self._adopt = dict(candidates)
         self.informer.add_handlers(on_add=self._on_pod, on_update=lambda _o, n: self._on_pod(n),
@@ -87,7 +88,9 @@ class PodManager:
         await self.informer.has_synced.wait()
         known = {p["metadata"]["uid"] for p in self.informer.list()}
         adopted = {uid: sb for uid, sb in candidates.items() if uid in known}
-        swept = await gc.sweep(self.ctx, known=known, adopted=adopted)
+        # Only what was here before: workers may already be creating new sandboxes.
+        swept = await gc.sweep(self.ctx, known=known, adopted=adopted,
+                               among={sb.id for sb in present})
         if adopted or swept:
             log.info("adopted %d pod sandboxes, swept %d", len(adopted), swept)
         self._adopt.clear()

@@ -160,9 +160,9 @@ class PodWorker:
             return True
         if self.terminal is not None:
             return False
-        if not self._acquired:
-            self.ctx.source.acquire(pod["metadata"].get("namespace") or "default", self.uid)
-            self._acquired = True
+        # Every pass: ephemeral containers added since can reference more objects.
+        self.ctx.source.acquire(pod)
+        self._acquired = True
         if (pod.get("status") or {}).get("phase") in TERMINAL and self.written is None:
             # Finished before this agent (re)started: only clean up what is left.
             await self._release_node_resources(keep_logs=True)
@@ -435,8 +435,7 @@ class PodWorker:
             await self._stop_containers(launch.grace_period(self.pod))
         await self._release_node_resources()
         if self._acquired:
-            await self.ctx.source.release(self.pod["metadata"].get("namespace") or "default",
-                                          self.uid)
+            await self.ctx.source.release(self.uid)
             self._acquired = False
         self.ctx.puller.forget(self.uid)
         if self.removed:

@@ -1,46 +1,66 @@
-"""The ConfigMaps, Secrets and Services the node's pods use, mirrored by informers.
+"""The ConfigMaps, Secrets and Services the node's pods use.
 
-ConfigMaps and Secrets are watched per namespace, and only in namespaces where
-pods of this node use one (reference-counted), so that a node holds no copy of
-the rest of the cluster; kubelet's watch-based managers do the same per object.
-A change wakes the pods that reference the object, which then refresh their
-configMap/secret volumes.
+ConfigMaps and Secrets follow kubelet's default "Watch" change-detection
+strategy: one watch per referenced object (in its namespace, with the field
+selector `metadata.name=NAME`, the only list and watch the Node authorizer
+grants a node), started when the first pod referencing the object registers and
+stopped when the last one goes. A change wakes the pods that reference the
+object, which then refresh their configMap/secret volumes and env.
+
+Over HTTP/1.1 every running watch holds a connection (and its TLS buffers), so
+the object watches get a pool of their own, never starving the lease and status
+writes of the agent's main pool, and at most `max_watches` of them run. An
+object referenced beyond that budget is read with a GET that is cached for
+`poll_ttl` seconds, as kubelet's "Cache" strategy does; pods see its changes on
+their periodic resync.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
+from kubelite.agent.apiclient import MAX_IN_FLIGHT, AgentClient
+from kubelite.agent.envs import ContainerConfigError
 from kubelite.api import registry
-from kubelite.client import Client, Informer
+from kubelite.api.registry import Resource
+from kubelite.client import Client, ClientError, Informer, NotFound
 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 Kind = Literal["configmaps", "secrets"]
+# (kind, namespace, name) of one referenced object.
+Ref = tuple[Kind, str, str]
 
 CONFIGMAPS = registry.lookup("", "v1", "configmaps")
 SECRETS = registry.lookup("", "v1", "secrets")
 SERVICES = registry.lookup("", "v1", "services")
+MAX_WATCHES = 64
+POLL_TTL = 60.0
+# How long a read waits for an object's first list before the pod is told to retry.
+SYNC_TIMEOUT = 10.0
 
 
 class ObjectSource(Protocol):
     """Where the agent reads the ConfigMaps and Secrets of its pods."""
 
     async def get(self, kind: Kind, namespace: str, name: str) -> Obj | None:
-        """The object, or None when it does not exist."""
+        """The object, or None when it does not exist; only objects of registered
+        pods can be read (LookupError otherwise)."""
 
     async def services(self, namespace: str) -> list[Obj]:
         """The Services of `namespace` plus the `kubernetes` Service, for env links."""
 
-    def acquire(self, namespace: str, pod_uid: str) -> None:
-        """The pod needs objects of `namespace`: start watching it if not yet."""
+    def acquire(self, pod: Obj) -> None:
+        """Register the pod's references; again after a change of the pod adds the
+        new ones (ephemeral containers)."""
 
-    async def release(self, namespace: str, pod_uid: str) -> None:
-        """The pod is gone: stop watching `namespace` when no other pod needs it."""
+    async def release(self, pod_uid: str) -> None:
+        """The pod is gone: stop reading what no other pod references."""
 
 
 def pod_references(pod: Obj) -> set[tuple[Kind, str]]:
@@ -61,7 +81,9 @@ def pod_references(pod: Obj) -> set[tuple[Kind, str]]:
                 out.add(("configmaps", cm["name"]))
             if (sec := source.get("secret")) and sec.get("name"):
                 out.add(("secrets", sec["name"]))
-    for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or []),
+                  *(spec.get("ephemeralContainers") or [])]
+    for c in containers:
         for env in c.get("env") or []:
             source = env.get("valueFrom") or {}
             if (ref := source.get("configMapKeyRef")) and ref.get("name"):
@@ -85,62 +107,164 @@ def _service_env_view(obj: Obj) -> Obj:
             "spec": {"clusterIP": spec.get("clusterIP"), "ports": spec.get("ports") or []}}
 
 
-class InformerSource:
-    """ObjectSource over per-namespace informers, started on first use."""
+def _resource(kind: Kind) -> Resource:
+    res = CONFIGMAPS if kind == "configmaps" else SECRETS
+    assert res is not None
+    return res
 
-    def __init__(self, client: Client, *, on_change: Callable[[Kind, str, str], None]) -> None:
+
+def _sync_failed(kind: Kind) -> ContainerConfigError:
+    # kubelet's words for the same wait.
+    return ContainerConfigError(f"failed to sync {kind[:-1]} cache: timed out waiting for "
+                                "the condition")
+
+
+class _Watched:
+    """One object mirrored by an informer on its name."""
+
+    def __init__(self, client: Client, ref: Ref, on_change: Callable[[Kind, str, str], None]
+                 ) -> None:
+        kind, namespace, name = ref
+        self.ref = ref
+        self.informer = Informer(client, _resource(kind), namespace=namespace,
+                                 field_selector=f"metadata.name={name}")
+
+        def updated(old: Obj, new: Obj) -> None:
+            # A relist after a broken watch "updates" the object unchanged.
+            if _rv(old) != _rv(new):
+                on_change(*ref)
+
+        self.informer.add_handlers(on_add=lambda _o: on_change(*ref), on_update=updated,
+                                   on_delete=lambda _o: on_change(*ref))
+
+    def start(self) -> None:
+        self.informer.start()
+
+    async def get(self, timeout: float) -> Obj | None:
+        kind, namespace, name = self.ref
+        try:
+            await asyncio.wait_for(self.informer.has_synced.wait(), timeout)
+        except TimeoutError:
+            raise _sync_failed(kind) from None
+        return self.informer.get(f"{namespace}/{name}")
+
+    async def stop(self) -> None:
+        await self.informer.stop()
+
+
+class _Polled:
+    """One object read with a GET, cached for `ttl` seconds."""
+
+    def __init__(self, client: Client, ref: Ref, ttl: float) -> None:
+        self.client = client
+        self.ref = ref
+        self.ttl = ttl
+        # (monotonic time read, object or None when absent)
+        self._cached: tuple[float, Obj | None] | None = None
+        self._lock = asyncio.Lock()
+
+    def start(self) -> None:
+        return None
+
+    async def get(self, timeout: float) -> Obj | None:
+        kind, namespace, name = self.ref
+        async with self._lock:
+            now = time.monotonic()
+            if self._cached is not None and now - self._cached[0] < self.ttl:
+                return self._cached[1]
+            try:
+                obj: Obj | None = await asyncio.wait_for(
+                    self.client.get(_resource(kind), name, namespace), timeout)
+            except NotFound:
+                obj = None
+            except (ClientError, TimeoutError) as e:
+                if self._cached is not None:
+                    log.info("reading %s %s/%s failed (%s); using the last copy", kind,
+                             namespace, name, e)
+                    return self._cached[1]
+                raise _sync_failed(kind) from e
+            self._cached = (now, obj)
+            return obj
+
+    async def stop(self) -> None:
+        return None
+
+
+def _rv(obj: Obj) -> str | None:
+    return (obj.get("metadata") or {}).get("resourceVersion")
+
+
+class InformerSource:
+    """ObjectSource with one watch per referenced object, up to `max_watches`."""
+
+    def __init__(self, client: Client, *, on_change: Callable[[Kind, str, str], None],
+                 max_watches: int = MAX_WATCHES, poll_ttl: float = POLL_TTL,
+                 sync_timeout: float = SYNC_TIMEOUT) -> None:
         self.client = client
         # Called with (kind, namespace, name) when a watched object changes.
         self.on_change = on_change
-        self._informers: dict[tuple[Kind, str], Informer] = {}
-        # namespace -> pod uids holding it open
-        self._users: dict[str, set[str]] = {}
+        self.max_watches = max_watches
+        self.poll_ttl = poll_ttl
+        self.sync_timeout = sync_timeout
+        # The object watches' own pool: the watches plus a few lists and GETs.
+        self.objects_client = AgentClient(client.config, user_agent=f"{client.user_agent} objects",
+                                          connection_limit=max_watches + MAX_IN_FLIGHT)
+        self._entries: dict[Ref, _Watched | _Polled] = {}
+        # ref -> uids of the pods that reference it
+        self._users: dict[Ref, set[str]] = {}
+        # pod uid -> its refs
+        self._pods: dict[str, set[Ref]] = {}
         self._services = Informer(client, SERVICES, transform=_service_env_view)
 
-    def start(self) -> None:
+    @property
+    def watching(self) -> int:
+        """How many objects have a watch of their own."""
+        return sum(isinstance(e, _Watched) for e in self._entries.values())
+
+    async def start(self) -> None:
+        await self.objects_client.open()
         self._services.start()
 
-    def acquire(self, namespace: str, pod_uid: str) -> None:
-        users = self._users.setdefault(namespace, set())
-        if users:
-            users.add(pod_uid)
-            return
-        users.add(pod_uid)
-        for kind, res in (("configmaps", CONFIGMAPS), ("secrets", SECRETS)):
-            inf = Informer(self.client, res, namespace=namespace)
-            inf.add_handlers(
-                on_add=lambda o, k=kind: self._changed(k, o),
-                on_update=lambda _old, o, k=kind: self._changed(k, o),
-                on_delete=lambda o, k=kind: self._changed(k, o))
-            inf.start()
-            self._informers[(kind, namespace)] = inf  # type: ignore[index]
+    def acquire(self, pod: Obj) -> None:
+        meta = pod["metadata"]
+        uid, namespace = meta["uid"], meta.get("namespace") or "default"
+        refs = {(kind, namespace, name) for kind, name in pod_references(pod)}
+        held = self._pods.setdefault(uid, set())
+        for ref in refs - held:
+            users = self._users.setdefault(ref, set())
+            users.add(uid)
+            if ref not in self._entries:
+                entry = self._new_entry(ref)
+                entry.start()
+                self._entries[ref] = entry
+        held |= refs
 
-    async def release(self, namespace: str, pod_uid: str) -> None:
-        users = self._users.get(namespace)
-        if users is None:
-            return
-        users.discard(pod_uid)
-        if users:
-            return
-        del self._users[namespace]
-        await asyncio.gather(*(inf.stop() for inf in self._pop_informers(namespace)))
+    def _new_entry(self, ref: Ref) -> _Watched | _Polled:
+        if self.watching < self.max_watches:
+            return _Watched(self.objects_client, ref, self.on_change)
+        log.info("%s %s/%s: %d objects watched already; reading it every %.0f s instead",
+                 ref[0], ref[1], ref[2], self.max_watches, self.poll_ttl)
+        return _Polled(self.objects_client, ref, self.poll_ttl)
 
-    def _pop_informers(self, namespace: str) -> Iterable[Informer]:
-        for kind in ("configmaps", "secrets"):
-            inf = self._informers.pop((kind, namespace), None)  # type: ignore[arg-type]
-            if inf is not None:
-                yield inf
-
-    def _changed(self, kind: Kind, obj: Obj) -> None:
-        meta = obj.get("metadata") or {}
-        self.on_change(kind, meta.get("namespace", ""), meta.get("name", ""))
+    async def release(self, pod_uid: str) -> None:
+        gone: list[_Watched | _Polled] = []
+        for ref in self._pods.pop(pod_uid, set()):
+            users = self._users.get(ref)
+            if users is None:
+                continue
+            users.discard(pod_uid)
+            if not users:
+                del self._users[ref]
+                if (entry := self._entries.pop(ref, None)) is not None:
+                    gone.append(entry)
+        await asyncio.gather(*(entry.stop() for entry in gone))
 
     async def get(self, kind: Kind, namespace: str, name: str) -> Obj | None:
-        inf = self._informers.get((kind, namespace))
-        if inf is None:
-            raise LookupError(f"namespace {namespace!r} is not watched: acquire() it first")
-        await inf.has_synced.wait()
-        return inf.get(f"{namespace}/{name}")
+        entry = self._entries.get((kind, namespace, name))
+        if entry is None:
+            raise LookupError(f"{kind[:-1]} {namespace}/{name} is not referenced by a pod "
+                              "registered with acquire()")
+        return await entry.get(self.sync_timeout)
 
     async def services(self, namespace: str) -> list[Obj]:
         # As kubelet, containers wait for a first read rather than start without links.
@@ -151,7 +275,9 @@ class InformerSource:
                     and s["metadata"]["name"] == "kubernetes")]
 
     async def stop(self) -> None:
-        informers = [self._services, *self._informers.values()]
-        self._informers.clear()
+        entries = [*self._entries.values()]
+        self._entries.clear()
         self._users.clear()
-        await asyncio.gather(*(inf.stop() for inf in informers))
+        self._pods.clear()
+        await asyncio.gather(self._services.stop(), *(entry.stop() for entry in entries))
+        await self.objects_client.close()

@@ -2,11 +2,21 @@
 
 The certificate is, in order: the files given (kubelet's --tls-cert-file), one
 issued from the cluster CA when its key is at hand, or a self-signed one (what
-kubelet does without either). Callers authenticate with a client certificate
-signed by the cluster CA, or with a bearer token that the API server confirms
-may use this node's `nodes/<subresource>` (a SelfSubjectAccessReview made with
-the caller's own token, cached for two minutes as kubelet's webhook
-authenticator). The certificate itself is made by certgen.py in a child process.
+kubelet does without either). The certificate itself is made by certgen.py in a
+child process.
+
+Callers are authenticated and then authorized by the API server, as kubelet's
+webhook mode does, for `<verb> nodes/<subresource>` on this node:
+- a client certificate, verified by TLS against the cluster CA, names the user
+  (CN) and its groups (O); the agent asks about that user with a
+  SubjectAccessReview made with its own credentials. A node's certificate is
+  refused, since nodes may not use nodes/proxy, other nodes' or their own;
+- a bearer token is asked about with a SelfSubjectAccessReview made with that
+  token, which authenticates and authorizes in one request (an unknown token
+  gets 401). The API server proxies logs, exec and port-forward with its admin
+  token (server/streaming.py), which is allowed.
+Verdicts are cached as kubelet's defaults: allowed for 5 minutes, refused for 30
+seconds; a review that fails is refused and not cached.
 """
 
 from __future__ import annotations
@@ -18,17 +28,22 @@ import logging
 import ssl
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from kubelite.agent.config import AgentConfig
 from kubelite.api import registry
-from kubelite.client import Client, ClientConfig, ClientError, Unauthorized, resource_path
+from kubelite.api.registry import Resource
+from kubelite.client import Client, ClientError, Unauthorized, resource_path
 
 log = logging.getLogger(__name__)
 
 SSAR = registry.lookup("authorization.k8s.io", "v1", "selfsubjectaccessreviews")
-AUTH_CACHE_SECONDS = 120.0
+SAR = registry.lookup("authorization.k8s.io", "v1", "subjectaccessreviews")
+AUTHENTICATED = "system:authenticated"
+ALLOWED_TTL = 300.0
+DENIED_TTL = 30.0
 
 
 async def serving_files(config: AgentConfig, node_ip: str) -> tuple[Path, Path]:
@@ -67,46 +82,86 @@ def server_context(cert: Path, key: Path, ca_data: bytes | None) -> ssl.SSLConte
 
 
 Verdict = Literal["allowed", "unauthenticated", "forbidden"]
+_TTL: dict[Verdict, float] = {"allowed": ALLOWED_TTL, "forbidden": DENIED_TTL,
+                              "unauthenticated": DENIED_TTL}
+
+
+def certificate_user(peer_cert: dict[str, Any]) -> tuple[str, tuple[str, ...]] | None:
+    """(user, groups) of a verified client certificate, in ssl's getpeercert() form."""
+    names: list[str] = []
+    groups: list[str] = []
+    for rdn in peer_cert.get("subject") or ():
+        for key, value in rdn:
+            if key == "commonName":
+                names.append(value)
+            elif key == "organizationName":
+                groups.append(value)
+    if not names or not names[0]:
+        return None
+    return names[0], (*groups, AUTHENTICATED)
 
 
 class Authenticator:
-    def __init__(self, client_config: ClientConfig, node_name: str) -> None:
-        self.client_config = client_config
+    def __init__(self, client: Client, *, node_name: str) -> None:
+        # The agent's own client, for SubjectAccessReviews.
+        self.client = client
         self.node_name = node_name
-        # (token digest, verb, subresource) -> (verdict, expiry)
+        # (caller, verb, subresource) -> (verdict, expiry); the caller is a token's
+        # digest or a certificate's user and groups.
         self._cache: dict[tuple[str, str, str], tuple[Verdict, float]] = {}
 
     async def check(self, *, peer_cert: dict | None, authorization: str | None, verb: str,
                     subresource: str) -> Verdict:
+        attributes = {"verb": verb, "resource": "nodes", "subresource": subresource,
+                      "name": self.node_name}
         if peer_cert:
-            # The TLS layer verified it against the cluster CA.
-            return "allowed"
+            user = certificate_user(peer_cert)
+            if user is None:
+                return "unauthenticated"
+            review: dict[str, Any] = {
+                "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                "spec": {"user": user[0], "groups": list(user[1]),
+                         "resourceAttributes": attributes}}
+            caller = "\n".join((user[0], *user[1]))
+            return await self._cached((caller, verb, subresource),
+                                      lambda: self._ask(self.client, SAR, review))
         if not authorization or not authorization.startswith("Bearer "):
             return "unauthenticated"
         token = authorization[7:].strip()
-        key = (hashlib.sha256(token.encode()).hexdigest(), verb, subresource)
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                  "spec": {"resourceAttributes": attributes}}
+        config = dataclasses.replace(self.client.config, token=token, cert_data=None,
+                                     key_data=None)
+
+        async def ask_as_caller() -> Verdict | None:
+            async with Client(config, user_agent="kubelite-agent-auth", timeout=10) as client:
+                return await self._ask(client, SSAR, review)
+
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        return await self._cached((digest, verb, subresource), ask_as_caller)
+
+    async def _cached(self, key: tuple[str, str, str],
+                      ask: Callable[[], Awaitable[Verdict | None]]) -> Verdict:
         cached = self._cache.get(key)
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
-        verdict = await self._review(token, verb, subresource)
+        verdict = await ask()
+        if verdict is None:
+            return "forbidden"
         if len(self._cache) > 1024:
             self._cache.clear()
-        self._cache[key] = (verdict, time.monotonic() + AUTH_CACHE_SECONDS)
+        self._cache[key] = (verdict, time.monotonic() + _TTL[verdict])
         return verdict
 
-    async def _review(self, token: str, verb: str, subresource: str) -> Verdict:
-        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-                  "spec": {"resourceAttributes": {"verb": verb, "resource": "nodes",
-                                                  "subresource": subresource,
-                                                  "name": self.node_name}}}
-        config = dataclasses.replace(self.client_config, token=token, cert_data=None,
-                                     key_data=None)
+    async def _ask(self, client: Client, res: Resource | None, review: dict[str, Any]
+                   ) -> Verdict | None:
+        """The API server's verdict; None when it could not be asked."""
+        assert res is not None
         try:
-            async with Client(config, user_agent="kubelite-agent-auth", timeout=10) as client:
-                answer = await client.request("POST", resource_path(SSAR), body=review)
+            answer = await client.request("POST", resource_path(res), body=review)
         except Unauthorized:
             return "unauthenticated"
         except ClientError as e:
-            log.info("token review failed: %s", e)
-            return "forbidden"
+            log.warning("%s failed: %s", res.kind, e)
+            return None
         return "allowed" if (answer.get("status") or {}).get("allowed") else "forbidden"

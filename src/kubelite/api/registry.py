@@ -151,6 +151,8 @@ RESOURCES: tuple[Resource, ...] = (
     _r("metrics.k8s.io", "v1beta1", "PodMetrics", "pods", verbs=("get", "list"), stored=False),
     _r("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
        namespaced=False, verbs=("create",), stored=False),
+    _r("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews",
+       namespaced=False, verbs=("create",), stored=False),
     _r("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews",
        namespaced=False, verbs=("create",), stored=False),
 )

@@ -102,8 +102,11 @@ class Client:
         timeout: float = 30.0,
         read_retries: int = 3,
         retry_backoff: float = 0.1,
+        connection_limit: int = 100,
     ) -> None:
         self.config = config
+        # aiohttp's pool size; every running watch holds one connection of it.
+        self.connection_limit = connection_limit
         self.user_agent = user_agent
         self.timeout = timeout
         self.read_retries = read_retries
@@ -120,7 +123,8 @@ class Client:
             return
         # Building the context may read the system CA bundle: keep it off the loop.
         ctx = await asyncio.to_thread(self.config.ssl_context)
-        connector = aiohttp.TCPConnector(ssl=ctx if ctx is not None else True)
+        connector = aiohttp.TCPConnector(ssl=ctx if ctx is not None else True,
+                                         limit=self.connection_limit)
         headers = {"User-Agent": self.user_agent, "Accept": "application/json"}
         if self.config.token:
             headers["Authorization"] = f"Bearer {self.config.token}"

@@ -20,6 +20,7 @@ from kubelite.controllers.horizontalpodautoscaler import HorizontalPodAutoscaler
 from kubelite.controllers.localpath import LocalPathProvisioner
 from kubelite.controllers.namespace import NamespaceController
 from kubelite.controllers.nodeipam import DEFAULT_CLUSTER_CIDR, NodeIPAMController
+from kubelite.controllers.nodelifecycle import NodeLifecycleController
 from kubelite.controllers.persistentvolume import PersistentVolumeController
 from kubelite.controllers.replicaset import ReplicaSetController
 from kubelite.controllers.serviceaccount import ServiceAccountController
@@ -33,7 +34,7 @@ CONTROLLERS = (GarbageCollector, NamespaceController, ServiceAccountController,
                ReplicaSetController, DeploymentController, HorizontalPodAutoscalerController,
                StatefulSetController, DaemonSetController, PersistentVolumeController,
                LocalPathProvisioner, EndpointSliceController, EndpointsController,
-               ServiceLBController, NodeIPAMController)
+               ServiceLBController, NodeIPAMController, NodeLifecycleController)
 
 
 class ControllerManager:

@@ -55,6 +55,9 @@ _POD_RELATED = frozenset({"secrets", "configmaps", "persistentvolumeclaims", "se
 # Reviews about oneself, which every authenticated user may ask (system:basic-user).
 _SELF_REVIEWS = frozenset({("authorization.k8s.io", "selfsubjectaccessreviews"),
                            ("authentication.k8s.io", "selfsubjectreviews")})
+# Delegated authorization: a node asks whether its callers may use its endpoint
+# (the system:node role grants this in Kubernetes).
+_DELEGATED_REVIEWS = frozenset({("authorization.k8s.io", "subjectaccessreviews")})
 _PODS = lookup("", "v1", "pods")
 
 
@@ -122,7 +125,7 @@ class NodeAuthorizer:
 
     async def allowed(self, node: str, a: Attributes) -> bool:
         key = (a.group, a.resource)
-        if key in _SELF_REVIEWS:
+        if key in _SELF_REVIEWS or key in _DELEGATED_REVIEWS:
             return a.verb == "create"
         if a.resource == "events" and a.group in ("", "events.k8s.io"):
             return a.verb in EVENT_WRITES and not a.subresource

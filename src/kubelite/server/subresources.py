@@ -13,8 +13,8 @@ from kubelite.api import errors
 from kubelite.api import patch as patches
 from kubelite.api.registry import Resource, lookup
 from kubelite.api.selectors import LabelSelector
-from kubelite.server import codec, streaming
-from kubelite.server.auth import authorize
+from kubelite.server import codec, nodeauthz, streaming
+from kubelite.server.auth import UserInfo, authorize, node_name_of
 from kubelite.server.context import (
     Target,
     ctx,
@@ -228,15 +228,33 @@ async def handle_token(request: web.Request, t: Target) -> web.Response:
     return codec.json_response(body, status=201)
 
 
+async def _access_allowed(request: web.Request, user: UserInfo, attrs: Obj) -> bool:
+    """The verdict a request with these resourceAttributes by `user` would get."""
+    verb, group, resource = attrs.get("verb", ""), attrs.get("group", ""), attrs.get("resource", "")
+    namespace = attrs.get("namespace") or None
+    if authorize(user, verb, group, resource, namespace):
+        return True
+    node = node_name_of(user)
+    if node is None:
+        return False
+    asked = nodeauthz.Attributes(verb=verb, group=group, resource=resource,
+                                 subresource=attrs.get("subresource") or "",
+                                 namespace=namespace, name=attrs.get("name") or None)
+    return await nodeauthz.NodeAuthorizer(ctx(request).objects).allowed(node, asked)
+
+
 async def handle_review(request: web.Request, res: Resource) -> web.Response:
     body = codec.decode_object(codec.media_type(request), await codec.read_body(request))
     user = user_of(request)
     body["apiVersion"], body["kind"] = res.api_version, res.kind
     body.setdefault("metadata", {})["creationTimestamp"] = None
-    if res.plural == "selfsubjectaccessreviews":
-        attrs = (body.get("spec") or {}).get("resourceAttributes") or {}
-        allowed = authorize(user, attrs.get("verb", ""), attrs.get("group", ""),
-                            attrs.get("resource", ""), attrs.get("namespace"))
+    spec = body.get("spec") or {}
+    if res.plural == "subjectaccessreviews":
+        # About the user in the spec: how node agents authorize their callers.
+        user = UserInfo(spec.get("user") or "", uid=spec.get("uid") or "",
+                        groups=tuple(spec.get("groups") or ()), extra=spec.get("extra") or {})
+    if res.plural in ("selfsubjectaccessreviews", "subjectaccessreviews"):
+        allowed = await _access_allowed(request, user, spec.get("resourceAttributes") or {})
         body["status"] = {"allowed": allowed}
         if not allowed:
             body["status"]["reason"] = "no RBAC policy matched"
