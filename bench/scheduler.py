@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -36,6 +37,18 @@ def child_pids(pid: int) -> list[int]:
     except OSError:
         return []
     return [int(x) for x in text.split()]
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """user + system CPU time of a process so far: on a shared machine, CPU per pod
+    tells more than wall-clock throughput, which other load drags down."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pod(i: int) -> bytes:
@@ -97,6 +110,8 @@ async def main() -> None:
                 watcher = asyncio.create_task(watch())
                 await asyncio.sleep(0.5)
                 todo = list(range(args.pods))
+                scheduler_pid = next(iter(child_pids(proc.pid)), None)
+                cpu0 = (cpu_seconds(proc.pid), cpu_seconds(scheduler_pid))
 
                 async def make_pods() -> None:
                     while todo:
@@ -112,6 +127,7 @@ async def main() -> None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(done.wait(), args.timeout)
                 watcher.cancel()
+                cpu = (cpu_seconds(proc.pid) - cpu0[0], cpu_seconds(scheduler_pid) - cpu0[1])
             times = sorted(bound.values())
             latencies = [bound[n] - created[n] for n in bound if n in created]
             children = child_pids(proc.pid)
@@ -124,6 +140,9 @@ async def main() -> None:
                 "scheduler_process_rss_mb": round(apibench.rss_mb(children[0]), 1)
                 if children else None,
                 "api_server_rss_mb": round(apibench.rss_mb(proc.pid), 1),
+                "scheduler_process_cpu_ms_per_pod": round(cpu[1] * 1000 / max(len(bound), 1), 2),
+                "api_server_cpu_ms_per_pod": round(cpu[0] * 1000 / max(len(bound), 1), 2),
+                "load_average": os.getloadavg()[0],
             }
         finally:
             proc.send_signal(signal.SIGTERM)

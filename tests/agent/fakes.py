@@ -54,6 +54,7 @@ class FakeImages:
         self.images = {reference.normalise(r): make_image(r) for r in present}
         self.pullable: set[str] = set()
         self.pulls: list[str] = []
+        self.offline = False  # the registry does not answer at all
 
     async def ensure(self, ref: str, *, pull_policy: str, auth: list[RegistryAuth] = ()  # type: ignore[assignment]
                      ) -> Image:
@@ -63,6 +64,8 @@ class FakeImages:
         if pull_policy == "Never":
             raise errors.ImageNotPresent(f"image {ref} is not present")
         self.pulls.append(name)
+        if self.offline:
+            raise errors.RegistryUnreachable(f"registry unreachable: {name}")
         if name not in self.pullable:
             raise errors.ImagePullError(f"{name}: not found")
         self.images[name] = make_image(ref)

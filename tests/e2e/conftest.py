@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +91,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    """A 3-node `kubelite up` cluster per test module (tests/e2e/cluster.py)."""
+    from tests.e2e.cluster import Cluster, need_host
+
+    if reason := need_host():
+        pytest.skip(reason)
+    c = Cluster(nodes=3)
+    try:
+        c.up()
+        yield c
+    finally:
+        c.down()

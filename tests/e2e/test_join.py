@@ -6,6 +6,7 @@ is removed after the module, also when a test fails."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import secrets
@@ -101,6 +102,14 @@ class Machines:
                           "--address", AGENT_IP, "--port", str(free_port()),
                           "--cgroup-root", self.cgroup_root)
 
+    def load_busybox(self) -> None:
+        """The busybox image in the agent's store, as no registry is reachable."""
+        archive = self.base / "busybox.tar"
+        _run(sys.executable, "-m", "kubelite.cli.main", "image", "busybox", "-o", str(archive))
+        _run(sys.executable, "-m", "kubelite.cli.main", "image", "import", str(archive),
+             "--root", str(self.base / "agent"))
+        archive.unlink()
+
     def start_agent(self) -> None:
         log = open(self.base / "agent.log", "ab")
         self.procs.append(subprocess.Popen(self.agent_args(self.base / "agent"), stdout=log,
@@ -169,6 +178,7 @@ def machines() -> Iterator[Machines]:
     try:
         m.network_up()
         m.start_server()
+        m.load_busybox()
         m.start_agent()
         wait_until(lambda: "True" in m.kubectl(
             "get", "node", NODE, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
@@ -239,3 +249,79 @@ def test_token_list_and_delete(machines: Machines):
     assert f"bootstrap token {new_id!r} deleted" in deleted.stdout
     assert f"kubelite.{new_id}." not in machines.kubelite(
         "token", "list", "--data-dir", str(machines.data)).stdout
+
+
+def _busybox_pod(name: str, script: str, *, container: dict | None = None, **spec: object
+                 ) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {
+        "nodeName": NODE, "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": 1, **spec,
+        "containers": [{"name": "app", "image": "busybox", "imagePullPolicy": "IfNotPresent",
+                        "command": ["sh", "-c", script], **(container or {})}]}})
+
+
+def test_a_joined_node_runs_a_pod_with_a_secret_env_and_a_configmap_volume(machines: Machines):
+    m = machines
+    m.kubectl("create", "secret", "generic", "app-secret", "--from-literal=password=s3cret")
+    m.kubectl("create", "configmap", "app-page", "--from-literal=index=first")
+    m.kubectl("create", "-f", "-", input=_busybox_pod(
+        "uses-refs", "echo SECRET=$SECRET; while true; do echo PAGE=$(cat /page/index); "
+        "sleep 0.5; done",
+        container={"env": [{"name": "SECRET", "valueFrom": {"secretKeyRef": {
+                       "name": "app-secret", "key": "password"}}}],
+                   "volumeMounts": [{"name": "page", "mountPath": "/page"}]},
+        volumes=[{"name": "page", "configMap": {"name": "app-page"}}]))
+    try:
+        def logs() -> str:
+            return m.kubectl("logs", "uses-refs", check=False).stdout
+
+        wait_until(lambda: "SECRET=s3cret" in logs() and "PAGE=first" in logs(), timeout=60)
+        m.kubectl("patch", "configmap", "app-page", "-p", '{"data":{"index":"second"}}')
+        wait_until(lambda: "PAGE=second" in logs(), timeout=30)
+        restarts = m.kubectl("get", "pod", "uses-refs", "-o",
+                             "jsonpath={.status.containerStatuses[0].restartCount}").stdout
+        assert restarts == "0"
+    finally:
+        m.kubectl("delete", "pod", "uses-refs", "--wait=true", "--timeout=60s", check=False)
+
+
+_CALL_AGENT = """
+import asyncio, ssl, sys, urllib.error, urllib.request
+from pathlib import Path
+from kubelite.agent import join
+server, token, ca_hash, root, own_root, own_name, address, url = sys.argv[1:]
+other = asyncio.run(join.join(server=server, token=token, ca_cert_hash=ca_hash,
+                              node_name="joined-2", root=Path(root), addresses=(address,)))
+own = join.load_credentials(Path(own_root), node_name=own_name)
+for creds in (other, own):
+    ctx = ssl.create_default_context(cafile=str(creds.ca_cert))
+    ctx.load_cert_chain(str(creds.client_cert), str(creds.client_key))
+    try:
+        with urllib.request.urlopen(url, context=ctx, timeout=10) as answer:
+            print(answer.status)
+    except urllib.error.HTTPError as e:
+        print(e.code)
+"""
+
+
+def test_node_certificates_get_403_from_an_agents_endpoints(machines: Machines):
+    m = machines
+    m.kubectl("create", "-f", "-", input=_busybox_pod("log-target", "echo hello; sleep 3600"))
+    try:
+        wait_until(lambda: "hello" in m.kubectl("logs", "log-target", check=False).stdout,
+                   timeout=60)
+        port = m.kubectl("get", "node", NODE, "-o",
+                         "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}").stdout
+        words = m.join.split()
+        option = {w: words[i + 1] for i, w in enumerate(words) if w.startswith("--")}
+        url = f"https://{AGENT_IP}:{port}/containerLogs/default/log-target/app"
+        # Another node (joined here, never started) and the node itself.
+        result = _run(*m.in_ns(m.agent_ns, sys.executable, "-c", _CALL_AGENT, option["--server"],
+                                option["--token"], option["--ca-cert-hash"],
+                                str(m.base / "second"), str(m.base / "agent"), NODE, AGENT_IP,
+                                url))
+        assert result.stdout.split() == ["403", "403"]
+        # The API server's own proxying still passes.
+        assert "hello" in m.kubectl("logs", "log-target").stdout
+    finally:
+        m.kubectl("delete", "pod", "log-target", "--wait=true", "--timeout=60s", check=False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -105,18 +106,32 @@ class ImagePuller:
         started = time.monotonic()
         try:
             image = await self.images.ensure(ref, pull_policy=policy, auth=auth)
+        except errors.RegistryUnreachable as e:
+            # Policy Always on a node that cannot reach the registry at all (the rule on
+            # these machines): run the copy the node has, as an offline node should,
+            # and say so. A registry that answers "no" still fails the pull.
+            cached = await self.images.get(ref)
+            if policy != "Always" or cached is None:
+                raise await self._failed(key, ref, e, event) from e
+            await event("Warning", "Failed", f'Failed to pull image "{ref}": {e.message}; '
+                                             f"using the image already present on the node")
+            return cached
         except errors.ImageError as e:
-            self.backoff.next(key, time.time())
-            reason = e.reason if e.reason != "ErrImageNeverPull" else "ErrImagePull"
-            self._last_error[key] = f"{reason}: {e.message}"
-            await event("Warning", "Failed", f'Failed to pull image "{ref}": {e.message}')
-            await event("Warning", "Failed", f"Error: {reason}")
-            raise PullFailed(reason, e.message) from e
+            raise await self._failed(key, ref, e, event) from e
         took = time.monotonic() - started
         await event("Normal", "Pulled",
                     f'Successfully pulled image "{ref}" in {took:.3f}s ({took:.3f}s including '
                     f'waiting). Image size: {image.size} bytes.')
         return image
+
+    async def _failed(self, key: str, ref: str, e: errors.ImageError,
+                      event: Callable[[str, str, str], Awaitable[None]]) -> PullFailed:
+        self.backoff.next(key, time.time())
+        reason = e.reason if e.reason != "ErrImageNeverPull" else "ErrImagePull"
+        self._last_error[key] = f"{reason}: {e.message}"
+        await event("Warning", "Failed", f'Failed to pull image "{ref}": {e.message}')
+        await event("Warning", "Failed", f"Error: {reason}")
+        return PullFailed(reason, e.message)
 
     def backoff_remaining(self, pod: Obj, container: Obj) -> float:
         return self.backoff.remaining(f"{pod['metadata']['uid']}/{container.get('image')}",

@@ -159,7 +159,11 @@ class Authenticator:
         assert res is not None
         try:
             answer = await client.request("POST", resource_path(res), body=review)
-        except Unauthorized:
+        except Unauthorized as e:
+            if client is self.client:
+                log.warning("%s: the API server refused the agent's credentials: %s",
+                            res.kind, e)
+                return None
             return "unauthenticated"
         except ClientError as e:
             log.warning("%s failed: %s", res.kind, e)

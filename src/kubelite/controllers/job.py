@@ -117,14 +117,14 @@ class JobController(Controller):
             return
         if not self.expectations.satisfied(key):
             return
-        job = await self._track(key, job, pods)
+        job = await self._count_finished(key, job, pods)
         if job is None:
             return
         await self._reconcile(key, job, pods)
 
     # -- counting finished pods ------------------------------------------------------
 
-    async def _track(self, key: str, job: Obj, pods: list[Obj]) -> Obj | None:
+    async def _count_finished(self, key: str, job: Obj, pods: list[Obj]) -> Obj | None:
         """Count finished pods through uncountedTerminatedPods; returns the Job as
         stored, with `_failure_target` noted when a FailJob rule matched."""
         status = copy.deepcopy(job.get("status") or {})
@@ -141,7 +141,7 @@ class JobController(Controller):
             if ju.phase(pod) == "Succeeded":
                 uncounted.setdefault("succeeded", []).append(uid)
             elif ju.is_failed(pod, only_failed=only_failed):
-                rule = ju.match_failure_rule(job, pod) if ju.phase(pod) == "Failed" else None
+                rule = ju.match_failure_rule(job, pod)
                 if rule is not None and rule[0] == "Ignore":
                     ignored.append(uid)
                     continue

@@ -4,6 +4,7 @@ failed pod matches, and the pods of an Indexed Job."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
@@ -65,14 +66,19 @@ def phase(pod: Obj) -> str:
     return (pod.get("status") or {}).get("phase") or "Pending"
 
 
-def is_failed(pod: Obj, *, only_failed: bool) -> bool:
+def is_failed(pod: Obj, *, only_failed: bool, now: dt.datetime | None = None) -> bool:
     """Counted as a failure (isPodFailed): Failed, or being deleted before it
-    succeeded, unless podReplacementPolicy Failed waits for the Failed phase."""
+    succeeded, unless podReplacementPolicy Failed waits for the Failed phase.
+    kubelite's agent deletes a pod it stopped without writing Failed first, so a
+    pod still terminating a second after its grace period ended counts as Failed."""
     if phase(pod) == "Failed":
         return True
-    if only_failed:
+    deleted = podutil.parse_time(pod["metadata"].get("deletionTimestamp"))
+    if deleted is None or phase(pod) == "Succeeded":
         return False
-    return bool(pod["metadata"].get("deletionTimestamp")) and phase(pod) != "Succeeded"
+    if not only_failed:
+        return True
+    return ((now or podutil.now_utc()) - deleted).total_seconds() > 1.0
 
 
 def is_active(pod: Obj) -> bool:

@@ -11,17 +11,21 @@ import contextlib
 import logging
 
 from kubelite.client import Client, InformerFactory
+from kubelite.controllers.cronjob import CronJobController
 from kubelite.controllers.daemonset import DaemonSetController
 from kubelite.controllers.deployment import DeploymentController
+from kubelite.controllers.disruption import DisruptionController
 from kubelite.controllers.endpoints import EndpointsController
 from kubelite.controllers.endpointslice import EndpointSliceController
 from kubelite.controllers.garbagecollector import GarbageCollector
 from kubelite.controllers.horizontalpodautoscaler import HorizontalPodAutoscalerController
+from kubelite.controllers.job import JobController
 from kubelite.controllers.localpath import LocalPathProvisioner
 from kubelite.controllers.namespace import NamespaceController
 from kubelite.controllers.nodeipam import DEFAULT_CLUSTER_CIDR, NodeIPAMController
 from kubelite.controllers.nodelifecycle import NodeLifecycleController
 from kubelite.controllers.persistentvolume import PersistentVolumeController
+from kubelite.controllers.podgc import PodGCController
 from kubelite.controllers.replicaset import ReplicaSetController
 from kubelite.controllers.serviceaccount import ServiceAccountController
 from kubelite.controllers.servicelb import ServiceLBController
@@ -34,7 +38,8 @@ CONTROLLERS = (GarbageCollector, NamespaceController, ServiceAccountController,
                ReplicaSetController, DeploymentController, HorizontalPodAutoscalerController,
                StatefulSetController, DaemonSetController, PersistentVolumeController,
                LocalPathProvisioner, EndpointSliceController, EndpointsController,
-               ServiceLBController, NodeIPAMController, NodeLifecycleController)
+               ServiceLBController, NodeIPAMController, NodeLifecycleController,
+               JobController, DisruptionController, PodGCController, CronJobController)
 
 
 class ControllerManager:

@@ -40,6 +40,11 @@ class ImagePullError(ImageError):
     reason = "ErrImagePull"
 
 
+class RegistryUnreachable(ImagePullError):
+    """No answer from the registry at all (no route, no name, refused), as opposed to
+    an answer that says no."""
+
+
 class ContainerCreateError(RuntimeError_):
     reason = "CreateContainerError"
 

@@ -21,7 +21,7 @@ import aiohttp
 
 from kubelite.runtime import oci
 from kubelite.runtime.base import RegistryAuth
-from kubelite.runtime.errors import ImagePullError
+from kubelite.runtime.errors import ImagePullError, RegistryUnreachable
 from kubelite.runtime.reference import Reference
 
 _PARAM = re.compile(r'(\w+)="([^"]*)"')
@@ -137,7 +137,7 @@ class RegistryClient:
         try:
             return await self._session.get(url, headers=all_headers, ssl=tls)
         except (aiohttp.ClientError, OSError) as exc:
-            raise ImagePullError(f"registry unreachable: {url}: {exc}") from exc
+            raise RegistryUnreachable(f"registry unreachable: {url}: {exc}") from exc
 
     async def _authorizations(self, ref: Reference, challenge: str,
                               auth: list[RegistryAuth]) -> list[str]:

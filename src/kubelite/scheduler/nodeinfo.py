@@ -9,6 +9,7 @@ it (bound or assumed), with running sums kept as pods come and go.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,10 @@ from kubelite.scheduler.resources import CPU, MEMORY, allocatable, non_zero_requ
 
 Obj = dict[str, Any]
 HOSTNAME = "kubernetes.io/hostname"
+# One counter for every NodeInfo, as kube-scheduler's nextGeneration: a generation
+# is never reused, so that a node deleted and added again under its name, or a
+# clone, can never be mistaken for a version seen before.
+_generations = itertools.count(1)
 ZONE = "topology.kubernetes.io/zone"
 
 
@@ -189,6 +194,9 @@ class NodeInfo:
     used_ports: Counter[tuple[str, str, int]] = field(default_factory=Counter)
     # pods here with any (anti-)affinity term, which InterPodAffinity must check
     affinity_pods: dict[str, PodInfo] = field(default_factory=dict)
+    # changes with every change of the node or of its pods: what was computed for a
+    # pod against this node at one generation still holds at the same generation
+    generation: int = 0
 
     @classmethod
     def of(cls, node: Obj) -> NodeInfo:
@@ -197,6 +205,7 @@ class NodeInfo:
         return info
 
     def set_node(self, node: Obj) -> None:
+        self.generation = next(_generations)
         self.node = node
         self.name = node["metadata"]["name"]
         self.labels = node["metadata"].get("labels") or {}
@@ -211,6 +220,7 @@ class NodeInfo:
     def add_pod(self, pod: PodInfo) -> None:
         if pod.key in self.pods:
             self.remove_pod(pod.key)
+        self.generation = next(_generations)
         self.pods[pod.key] = pod
         requested = self.requested
         for k, v in pod.requests.items():
@@ -228,6 +238,7 @@ class NodeInfo:
         pod = self.pods.pop(key, None)
         if pod is None:
             return None
+        self.generation = next(_generations)
         for k, v in pod.requests.items():
             self.requested[k] = self.requested.get(k, 0) - v
         self.non_zero_cpu -= pod.non_zero_cpu
@@ -252,5 +263,6 @@ class NodeInfo:
                         cpu_requested=self.cpu_requested,
                         memory_requested=self.memory_requested, pods=dict(self.pods),
                         used_ports=Counter(self.used_ports),
-                        affinity_pods=dict(self.affinity_pods))
+                        affinity_pods=dict(self.affinity_pods),
+                        generation=next(_generations))
         return copy

@@ -12,6 +12,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
+from kubelite.scheduler.equivalence import NODE_LOCAL, EquivalenceCache, NodeResult
 from kubelite.scheduler.framework import (
     SUCCESS,
     BindPlugin,
@@ -56,13 +57,25 @@ class Placement:
     pre_filter: Status | None = None
     filtered: dict[str, Status] = field(default_factory=dict)
     feasible: list[str] = field(default_factory=list)
-    scores: dict[str, dict[str, int]] = field(default_factory=dict)
     totals: dict[str, int] = field(default_factory=dict)
     chosen: str | None = None
     skipped_filters: tuple[str, ...] = ()
     skipped_scores: tuple[str, ...] = ()
     post_filter: Status | None = None
     nominated: str | None = None
+    # the score plugins run, each scored node's raw scores in that order, and the
+    # normalised scores of the plugins that normalise: `scores` is built from them
+    # only when asked for, since a cycle needs just the totals
+    scorers: tuple[str, ...] = ()
+    rows: list[tuple[NodeInfo, tuple[int, ...]]] = field(default_factory=list)
+    normalized: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def scores(self) -> dict[str, dict[str, int]]:
+        """plugin -> node -> score (normalised, before weights)."""
+        return {name: self.normalized.get(name) or {
+            node.name: row[column] for node, row in self.rows}
+            for column, name in enumerate(self.scorers)}
 
 
 def fit_error(placement: Placement) -> str:
@@ -114,6 +127,7 @@ class Framework:
         self.pre_binds: list[PreBindPlugin] = at("preBind", PreBindPlugin)
         self.binders: list[BindPlugin] = at("bind", BindPlugin)
         self._waiting: dict[str, asyncio.Future[Status]] = {}
+        self.equivalence = EquivalenceCache()
 
     def plugin(self, name: str) -> object | None:
         return next((p for p in self.plugins if getattr(p, "name", None) == name), None)
@@ -154,7 +168,11 @@ class Framework:
         total = len(nodes)
         wanted = total if all_nodes or not self.scorers else num_feasible_nodes_to_find(
             total, self.percentage)
-        filters = [p.filter for p in self.filters if p.name not in state.skip_filter]
+        active = [p for p in self.filters if p.name not in state.skip_filter]
+        filters = [p.filter for p in active]
+        memo = None
+        if not all_nodes and all(p.name in NODE_LOCAL for p in active):
+            memo = self.equivalence.results(pod)
         filtered = placement.filtered
         feasible_infos: list[NodeInfo] = []
         for i in range(total):
@@ -163,11 +181,17 @@ class Framework:
             if extra:
                 status = self._filter_with_nominated(state, pod, info, extra)
             else:
-                status = SUCCESS
-                for fn in filters:
-                    status = fn(state, pod, info)
-                    if status is not SUCCESS and not status.ok:
-                        break
+                known = memo.get(info.name) if memo is not None else None
+                if known is not None and known.generation == info.generation:
+                    status = known.status
+                else:
+                    status = SUCCESS
+                    for fn in filters:
+                        status = fn(state, pod, info)
+                        if status is not SUCCESS and not status.ok:
+                            break
+                    if memo is not None:
+                        memo[info.name] = NodeResult(info.generation, status)
             filtered[info.name] = status
             if status is SUCCESS or status.ok:
                 feasible_infos.append(info)
@@ -179,7 +203,7 @@ class Framework:
         if len(feasible_infos) == 1 and not all_nodes:
             placement.chosen = feasible_infos[0].name
             return placement
-        placement.totals = self.score(state, pod, feasible_infos, placement)
+        placement.totals = self.score(state, pod, feasible_infos, placement, memo=memo)
         placement.chosen = select_host(placement.totals)
         return placement
 
@@ -198,21 +222,43 @@ class Framework:
         return self.run_filters(state, pod, info)
 
     def score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo],
-              placement: Placement) -> dict[str, int]:
+              placement: Placement, *, memo: dict[str, NodeResult] | None = None
+              ) -> dict[str, int]:
+        """Totals by node; raw scores are taken from `memo` (the pod's equivalence
+        class) where the node is unchanged and every score plugin run is node-local."""
         for plugin in self.pre_scores:
             status = plugin.pre_score(state, pod, nodes)
             if status.code is Code.SKIP:
                 state.skip_score.add(plugin.name)
         placement.skipped_scores = tuple(sorted(state.skip_score))
-        totals = dict.fromkeys((n.name for n in nodes), 0)
-        for plugin, normalize, weight in self.scorers:
-            if plugin.name in state.skip_score:
+        active = [s for s in self.scorers if s[0].name not in state.skip_score]
+        names = placement.scorers = tuple(p.name for p, _, _ in active)
+        if memo is not None and not NODE_LOCAL.issuperset(names):
+            memo = None
+        functions = [p.score for p, _, _ in active]
+        plain = [(column, weight) for column, (_, normalize, weight) in enumerate(active)
+                 if not normalize]
+        rows = placement.rows
+        totals: dict[str, int] = {}
+        for node in nodes:
+            known = memo.get(node.name) if memo is not None else None
+            if known is not None and known.generation == node.generation \
+                    and known.scorers == names:
+                rows.append((node, known.scores))
+                totals[node.name] = known.base
                 continue
-            fn = plugin.score
-            per_node = {n.name: fn(state, pod, n) for n in nodes}
-            if normalize:
-                plugin.normalize_scores(state, pod, per_node)  # type: ignore[attr-defined]
-            placement.scores[plugin.name] = per_node
+            row = tuple([fn(state, pod, node) for fn in functions])
+            base = sum(row[column] * weight for column, weight in plain)
+            if known is not None and known.generation == node.generation:
+                known.scorers, known.scores, known.base = names, row, base
+            rows.append((node, row))
+            totals[node.name] = base
+        for column, (plugin, normalize, weight) in enumerate(active):
+            if not normalize:
+                continue
+            per_node = {node.name: row[column] for node, row in rows}
+            plugin.normalize_scores(state, pod, per_node)  # type: ignore[attr-defined]
+            placement.normalized[plugin.name] = per_node
             for name, value in per_node.items():
                 totals[name] += value * weight
         return totals

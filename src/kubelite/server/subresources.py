@@ -3,7 +3,6 @@ review resources that are answered, never stored."""
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 from typing import Any
 
@@ -12,7 +11,6 @@ from aiohttp import web
 from kubelite.api import errors
 from kubelite.api import patch as patches
 from kubelite.api.registry import Resource, lookup
-from kubelite.api.selectors import LabelSelector
 from kubelite.server import codec, nodeauthz, streaming
 from kubelite.server.auth import UserInfo, authorize, node_name_of
 from kubelite.server.context import (
@@ -22,6 +20,7 @@ from kubelite.server.context import (
     field_manager,
     user_of,
 )
+from kubelite.server.eviction import check_budgets
 from kubelite.server.objects import DeleteOptions, now_rfc3339, parse_rv
 from kubelite.server.writes import PATCH_TYPES, Writer, writer_of
 
@@ -131,7 +130,10 @@ async def bind_pod(writer: Writer, namespace: str, name: str, binding: Obj, *,
             errors.FIELD_REQUIRED, "Required value", "target.name")])
     assert _PODS is not None
 
-    def mutate(pod: Obj) -> Obj:
+    def bound(pod: Obj) -> Obj:
+        """The pod assigned to the node, sharing every part it does not change with
+        `pod` (a binding is the scheduler's hot path: no deep copy, no validation or
+        managedFields work, since nothing but these two fields can differ)."""
         if pod["metadata"].get("deletionTimestamp"):
             raise errors.conflict("", "pods", name, "pod is being deleted, cannot be assigned "
                                   "to a host")
@@ -139,21 +141,21 @@ async def bind_pod(writer: Writer, namespace: str, name: str, binding: Obj, *,
         if current:
             raise errors.conflict("", "pods", name,
                                   f"pod {name} is already assigned to node \"{current}\"")
-        pod["spec"]["nodeName"] = node
-        conditions = [c for c in pod.setdefault("status", {}).get("conditions", [])
+        status = pod.get("status") or {}
+        conditions = [c for c in status.get("conditions") or []
                       if c.get("type") != "PodScheduled"]
         conditions.append({"type": "PodScheduled", "status": "True",
                            "lastProbeTime": None, "lastTransitionTime": now_rfc3339()})
-        pod["status"]["conditions"] = conditions
-        return pod
+        return {**pod, "metadata": dict(pod["metadata"]),
+                "spec": {**pod["spec"], "nodeName": node},
+                "status": {**status, "conditions": conditions}}
 
     # The binding writes spec.nodeName and the PodScheduled condition together, which
     # neither a main-resource nor a status write may do on its own.
     for attempt in range(8):
         old = await writer.objects.get(_PODS, namespace, name)
-        new = mutate(copy.deepcopy(old))
         try:
-            await writer.objects.update(_PODS, new, old=old,
+            await writer.objects.update(_PODS, bound(old), old=old,
                                         expected_rv=int(old["metadata"]["resourceVersion"]),
                                         dry_run=dry)
             return
@@ -174,28 +176,14 @@ async def handle_binding(request: web.Request, t: Target) -> web.Response:
 
 async def handle_eviction(request: web.Request, t: Target) -> web.Response:
     """Evict a pod: a graceful delete, refused with 429 while a PodDisruptionBudget
-    allows no disruption (the disruption controller keeps `disruptionsAllowed`)."""
+    allows no disruption (eviction.py takes one from the budget's status)."""
     if request.method != "POST":
         raise errors.method_not_allowed("eviction supports POST only")
     assert t.name is not None
     body = codec.decode_object(codec.media_type(request), await codec.read_body(request))
     objects = ctx(request).objects
     pod = await objects.get(t.res, t.namespace, t.name)
-    pdbs = lookup("policy", "v1", "poddisruptionbudgets")
-    assert pdbs is not None
-    budgets, _, _ = await objects.list(pdbs, t.namespace)
-    labels = pod["metadata"].get("labels") or {}
-    for pdb in budgets:
-        selector = LabelSelector.from_object(pdb.get("spec", {}).get("selector"))
-        if selector.matches(labels) and pdb.get("status", {}).get("disruptionsAllowed", 0) < 1:
-            raise errors.APIError(
-                429, "TooManyRequests",
-                "Cannot evict pod as it would violate the pod's disruption budget.",
-                {"causes": [{"reason": "DisruptionBudget", "message":
-                             f"The disruption budget {pdb['metadata']['name']} needs "
-                             f"{pdb.get('status', {}).get('desiredHealthy', 0)} healthy pods "
-                             f"and has {pdb.get('status', {}).get('currentHealthy', 0)} "
-                             f"currently"}]})
+    await check_budgets(objects, pod, dry=dry_run(request))
     options = body.get("deleteOptions") or {}
     await objects.delete(t.res, t.namespace, t.name, DeleteOptions(
         grace_period_seconds=options.get("gracePeriodSeconds"), dry_run=dry_run(request)))
