@@ -34,8 +34,10 @@ test: install
 lint: install
 	$(BIN)/ruff check src tests bench
 
+# A cluster that is already up is kept; the demo is (re)applied either way.
 run: install
-	$(BIN)/kubelite server --data-dir /var/lib/kubelite --listen 127.0.0.1:6443
+	$(BIN)/kubelite status >/dev/null 2>&1 || $(BIN)/kubelite up --nodes 3
+	KUBELITE=$(BIN)/kubelite examples/demo/deploy.sh
 
 clean:
 	rm -rf $(VENV)

@@ -37,7 +37,8 @@ Try:
   kubectl -n demo set image deployment/web web=kubelite.local/demo-web:2   # a rolling update
   kubectl -n demo rollout undo deployment/web
   kubectl -n demo delete pod counter-0          # the count survives
-  $KUBELITE node stop node-2                     # and watch the pods move
+  $KUBELITE node stop node-2                     # and watch the web pods move (a
+                                                 # counter pod waits: its data is there)
   $KUBELITE node start node-2
   $KUBELITE status
   $KUBELITE down                                 # removes everything (--purge: the data too)

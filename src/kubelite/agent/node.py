@@ -249,7 +249,13 @@ class NodeStatus:
     async def _write(self, status: Obj, *, force: bool = False) -> None:
         comparable = _without_heartbeats(status)
         due = time.monotonic() - self._reported_at >= self.config.node_status_report
-        if not force and not due and comparable == self._reported:
+        # Compared with the Node as it is, not as last written: the node lifecycle
+        # controller may have set the conditions Unknown meanwhile (a lease it saw
+        # late), and kubelet, too, corrects the stored status rather than trusting
+        # its memory.
+        stored = _statuses(self.node)
+        if not force and not due and comparable == self._reported \
+                and stored == _statuses({"status": status}):
             return
         before = {c["type"]: c["status"] for c in
                   ((self.node or {}).get("status") or {}).get("conditions") or []}
@@ -268,9 +274,15 @@ class NodeStatus:
         while True:
             await asyncio.sleep(self.config.node_status_interval)
             try:
+                self.node = await self.client.get(NODES, self.config.node_name)
                 await self._write(await self.status())
             except ClientError as e:
                 log.warning("node status update failed: %s", e)
+
+
+def _statuses(node: Obj | None) -> dict[str, str]:
+    return {c["type"]: c["status"]
+            for c in ((node or {}).get("status") or {}).get("conditions") or []}
 
 
 def _without_heartbeats(status: Obj) -> Obj:
