@@ -1,8 +1,10 @@
 """Ingress end to end: `kubelite server --ingress-http/--ingress-https`, driven by kubectl.
 
-Backends are aiohttp apps on loopback addresses (127.0.0.2, 127.0.0.3) named by
-selector-less Services and hand-written EndpointSlices, so this runs without
-nodes; the pod-network variant runs on the `cluster` fixture (test_ingress_cluster.py).
+The first tests need no nodes: backends are aiohttp apps (with a WebSocket echo,
+which busybox cannot serve) on loopback addresses 127.0.0.2 and 127.0.0.3, named
+by selector-less Services and hand-written EndpointSlices. The last runs on the
+`cluster` fixture: busybox httpd pods behind Services, reached through the pod
+network from the proxy in the host's network namespace.
 """
 
 from __future__ import annotations
@@ -214,7 +216,7 @@ def until(check, timeout: float = 20.0):  # type: ignore[no-untyped-def]
 def test_ingress_routes_hosts_paths_tls_and_websockets(env, tmp_path: Path) -> None:
     srv, backends = env
     ca, cert, key = _pki(tmp_path)
-    cls = srv.kubectl_json("get", "ingressclass", "kubelite")
+    cls = until(lambda: srv.kubectl_json("get", "ingressclass", "kubelite"))
     assert cls["metadata"]["annotations"]["ingressclass.kubernetes.io/is-default-class"] == "true"
     srv.kubectl("apply", "-f", "-", input=manifests(backends, cert, key))
 
@@ -280,3 +282,75 @@ def test_invalid_ingress_is_refused_with_the_field(env, change: dict, field: str
     assert result.returncode != 0
     assert 'The Ingress "bad" is invalid' in result.stderr
     assert field in result.stderr
+
+
+# -- on a real cluster: busybox httpd pods behind Services ---------------------------------
+
+HTTPD = ("mkdir -p /www/b && echo $SITE > /www/index.html && echo $SITE > /www/b/index.html"
+         " && exec busybox httpd -f -p 8080 -h /www")
+
+
+def web_pod(site: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"web-{site}", "labels": {"app": f"web-{site}"}},
+            "spec": {"terminationGracePeriodSeconds": 0, "containers": [{
+                "name": "httpd", "image": "busybox", "imagePullPolicy": "IfNotPresent",
+                "command": ["busybox", "sh", "-c", HTTPD], "env": [{"name": "SITE", "value": site}],
+                "ports": [{"name": "http", "containerPort": 8080}]}]}}
+
+
+def web_service(site: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"web-{site}"},
+            "spec": {"selector": {"app": f"web-{site}"},
+                     "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}
+
+
+def test_ingress_on_a_cluster_routes_to_pods_and_terminates_tls(cluster, tmp_path: Path) -> None:
+    ca, cert, key = _pki(tmp_path)
+
+    def path(p: str, svc: str) -> dict:
+        return {"path": p, "pathType": "Prefix",
+                "backend": {"service": {"name": svc, "port": {"number": 80}}}}
+    objects = [web_pod("a"), web_pod("b"), web_service("a"), web_service("b"),
+               {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                "metadata": {"name": "secure-tls"},
+                "data": {"tls.crt": base64.b64encode(cert.read_bytes()).decode(),
+                         "tls.key": base64.b64encode(key.read_bytes()).decode()}},
+               {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "metadata": {"name": "sites"},
+                "spec": {"tls": [{"hosts": ["secure.test"], "secretName": "secure-tls"}],
+                         "rules": [
+                             {"host": "a.test", "http": {"paths": [path("/", "web-a"),
+                                                                   path("/b", "web-b")]}},
+                             {"host": "b.test", "http": {"paths": [path("/", "web-b")]}},
+                             {"host": "secure.test", "http": {"paths": [path("/", "web-a")]}}]}}]
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(
+        {"apiVersion": "v1", "kind": "List", "items": objects}))
+    try:
+        cluster.kubectl("wait", "--for=condition=Ready", "pod", "web-a", "web-b",
+                        "--timeout=90s", timeout=120)
+
+        def site(host: str, p: str) -> str:
+            status, body = fetch(cluster.http_port, host, p)
+            assert status == 200, (status, body)
+            return body.strip()
+
+        until(lambda: site("a.test", "/") == "a" and site("b.test", "/") == "b", timeout=30)
+        assert site("a.test", "/b/") == "b"
+        assert site("b.test", "/b/") == "b"
+        assert fetch(cluster.http_port, "nobody.test", "/")[0] == 404
+        verify = ssl.create_default_context(cafile=str(ca))
+        status, body = fetch(cluster.https_port, "secure.test", "/", tls=verify)
+        assert (status, body.strip()) == (200, "a")
+
+        want = [{"ip": cluster.info["gateway"]}, {"ip": "127.0.0.1"}]
+        until(lambda: cluster.kubectl_json("get", "ingress", "sites")["status"]
+              ["loadBalancer"]["ingress"] == want)
+
+        # A deleted pod's endpoint leaves the route: 503 until a new one is ready.
+        cluster.kubectl("delete", "pod", "web-b", "--wait=true", timeout=60)
+        until(lambda: fetch(cluster.http_port, "b.test", "/")[0] == 503)
+    finally:
+        cluster.kubectl("delete", "ingress/sites", "secret/secure-tls", "service/web-a",
+                        "service/web-b", "pod/web-a", "pod/web-b", "--ignore-not-found",
+                        "--wait=false", check=False)

@@ -1,9 +1,11 @@
 """Node loss, batch and disruption on a real 3-node `kubelite up` cluster, driven by
-kubectl: a stopped node's pods come back elsewhere within 15 s; a Job of 5
+kubectl: a stopped node's pods come back elsewhere within 15 s; a node cut off the
+network kills its own containers (self-fencing) and comes back clean; a Job of 5
 completions 2 at a time completes; `kubectl drain` honours a PodDisruptionBudget."""
 
 from __future__ import annotations
 
+import glob
 import json
 import threading
 import time
@@ -85,6 +87,39 @@ def test_pods_of_a_stopped_node_run_elsewhere_within_15_seconds(cluster: Any) ->
     back = wait_until(lambda: _untainted(cluster, victim), timeout=60)
     assert any(c["type"] == "Ready" and c["status"] == "True"
                for c in back["status"]["conditions"])
+    cluster.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def _live_containers(root: str) -> list[str]:
+    """Containers of the node's runtime whose shim has not recorded an exit."""
+    return [d for d in glob.glob(f"{root}/runtime/containers/*/")
+            if not glob.glob(f"{d}exit.json")]
+
+
+def test_a_cut_off_node_fences_itself_and_comes_back_clean(cluster: Any) -> None:
+    ns = namespace(cluster, "fencing")
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(deployment("cut", 6)))
+    ready = wait_until(lambda: len(running_ready(pods(cluster, ns, "cut"))) == 6 and
+                       running_ready(pods(cluster, ns, "cut")), timeout=90)
+    victim = max({p["spec"]["nodeName"] for p in ready},
+                 key=lambda n: sum(p["spec"]["nodeName"] == n for p in ready))
+    root = cluster.node_info(victim)["root"]
+    assert _live_containers(root)
+    cut = time.monotonic()
+    cluster.node("cut", victim)
+    try:
+        # The agent still runs but cannot renew its Lease: it kills its own pods.
+        wait_until(lambda: not _live_containers(root), timeout=10, interval=0.1)
+        fenced = time.monotonic() - cut
+        assert fenced < 6, f"fencing took {fenced:.1f} s"
+        wait_until(lambda: len([p for p in running_ready(pods(cluster, ns, "cut"))
+                                if p["spec"]["nodeName"] != victim]) == 6, timeout=15)
+    finally:
+        cluster.node("heal", victim)
+    wait_until(lambda: _untainted(cluster, victim), timeout=30)
+    assert all(p["spec"]["nodeName"] != victim for p in pods(cluster, ns, "cut"))
+    time.sleep(2)
+    assert not _live_containers(root)
     cluster.kubectl("delete", "namespace", ns, "--wait=false")
 
 

@@ -22,6 +22,7 @@ from kubelite.ingress.controller import (
     SERVICES,
     SLICES,
     IngressController,
+    status_addresses,
 )
 from kubelite.ingress.proxy import IngressProxy
 from kubelite.ingress.tls import self_signed
@@ -182,3 +183,9 @@ async def test_invalid_ingresses_are_refused_with_422_and_the_field(
                 assert e.code == 422 and [c["field"] for c in e.causes] == [field]
             else:
                 raise AssertionError(f"{body['metadata']['name']} was accepted")
+
+
+def test_status_addresses_put_reachable_ones_first_and_drop_wildcards() -> None:
+    listen = [("127.0.0.1", 80), ("10.1.0.1", 80), ("0.0.0.0", 8080), ("127.0.0.1", 443),
+              ("localhost", 80)]
+    assert status_addresses(listen) == ["10.1.0.1", "127.0.0.1"]

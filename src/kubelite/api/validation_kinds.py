@@ -113,50 +113,6 @@ def _service_port(port: dict[str, Any], path: str, stype: Any, many: bool, names
             ))
 
 
-def validate_ingress(obj: dict[str, Any], out: list[Cause]) -> None:
-    spec = obj.get("spec") or {}
-    if spec.get("defaultBackend") is not None:
-        _ingress_backend(spec["defaultBackend"], "spec.defaultBackend", out)
-    elif not spec.get("rules"):
-        out.append(invalid("spec", GoRepr("[]networking.IngressRule(nil)"), "either `defaultBackend` or `rules` must be specified"))
-    for i, rule in each(spec.get("rules")):
-        rpath = f"spec.rules[{i}]"
-        host = rule.get("host")
-        if host:
-            check = host[2:] if host.startswith("*.") else host
-            out.extend(invalid(f"{rpath}.host", host, m) for m in is_dns1123_subdomain(check))
-        for j, p in each((rule.get("http") or {}).get("paths")):
-            ppath = f"{rpath}.http.paths[{j}]"
-            ptype = p.get("pathType")
-            if ptype is not None and ptype not in PATH_TYPES:
-                out.append(not_supported(f"{ppath}.pathType", ptype, PATH_TYPES))
-            path = p.get("path")
-            if ptype in ("Exact", "Prefix"):
-                if not path or not path.startswith("/"):
-                    out.append(invalid(f"{ppath}.path", path or "", "must be an absolute path"))
-            if p.get("backend") is not None:
-                _ingress_backend(p["backend"], f"{ppath}.backend", out)
-
-
-def _ingress_backend(backend: dict[str, Any], path: str, out: list[Cause]) -> None:
-    service = backend.get("service")
-    resource = backend.get("resource")
-    if service is not None and resource is not None:
-        out.append(invalid(path, GoRepr("networking.IngressBackend{...}"), "cannot set both service and resource backends"))
-    elif service is None and resource is None:
-        out.append(invalid(path, GoRepr("networking.IngressBackend{...}"), "one of `service` or `resource` must be specified"))
-    elif service is not None:
-        port = service.get("port") or {}
-        if port.get("name") and port.get("number"):
-            out.append(invalid(f"{path}.service.port", GoRepr("networking.ServiceBackendPort{...}"), "cannot set both port name & port number"))
-        elif port.get("name"):
-            out.extend(invalid(f"{path}.service.port.name", port["name"], m) for m in is_port_name(port["name"]))
-        elif isinstance(port.get("number"), int):
-            out.extend(invalid(f"{path}.service.port.number", port["number"], m) for m in is_port_num(port["number"]))
-        else:
-            out.append(required(f"{path}.service.port", "port name or number is required"))
-
-
 def _data_keys(data: Any, path: str, out: list[Cause]) -> int:
     size = 0
     for key, value in (data or {}).items():

@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from kubelite.cli.main import default_data_dir
 from kubelite.runtime.build import DEFAULT_TAG, build_busybox_archive, build_image_archive
 from kubelite.runtime.errors import RuntimeError_
 from kubelite.runtime.images import OCIImageStore
@@ -46,6 +47,17 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     imp.add_argument("file", type=Path)
     imp.add_argument("--tag", help="name the (single) image of the archive")
     imp.set_defaults(run=_import)
+
+    load = verbs.add_parser(
+        "load", help="import an archive into every node of a `kubelite up` cluster",
+        description="Import a docker-archive or OCI archive tarball into the image store of "
+                    "every node of the cluster whose data directory is --data-dir, as `kind "
+                    "load image-archive` does, so that pods run it without a registry.")
+    load.add_argument("file", type=Path)
+    load.add_argument("--data-dir", type=Path, default=default_data_dir(),
+                      help="the cluster's data directory (default /var/lib/kubelite)")
+    load.add_argument("--tag", help="name the (single) image of the archive")
+    load.set_defaults(run=_load)
 
     ls = verbs.add_parser("ls", help="list images")
     ls.set_defaults(run=_ls)
@@ -96,6 +108,36 @@ async def _import(args: argparse.Namespace) -> int:
     for image in images:
         print(f"imported {', '.join(image.repo_tags) or image.digest} ({image.config_digest})")
     return 0
+
+
+async def _load(args: argparse.Namespace) -> int:
+    from kubelite.cluster.layout import load_layout
+
+    data_dir = args.data_dir.resolve()
+    try:
+        layout, _ = await asyncio.to_thread(load_layout, data_dir)
+    except FileNotFoundError:
+        print(f"error: no `kubelite up` cluster in {data_dir}", file=sys.stderr)
+        return 1
+    if not args.file.is_file():
+        print(f"error: {args.file}: no such file", file=sys.stderr)
+        return 1
+    # A node can be stopped (its agent down) and still take the image: the store is
+    # plain files under its root, which its agent reads when it comes back.
+    results = await asyncio.gather(
+        *(OCIImageStore(node.root).import_archive(str(args.file), tag=args.tag)
+          for node in layout.nodes), return_exceptions=True)
+    failed = 0
+    for node, result in zip(layout.nodes, results, strict=True):
+        if isinstance(result, BaseException):
+            if not isinstance(result, RuntimeError_ | OSError):
+                raise result
+            failed += 1
+            print(f"error: {node.name}: {getattr(result, 'message', result)}", file=sys.stderr)
+            continue
+        names = ", ".join(n for image in result for n in image.repo_tags or (image.digest,))
+        print(f"{node.name}: loaded {names}")
+    return 1 if failed else 0
 
 
 async def _ls(args: argparse.Namespace) -> int:

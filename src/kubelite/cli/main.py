@@ -14,7 +14,7 @@ from pathlib import Path
 # Each module under kubelite.cli has `add_parser(subparsers)`, which binds `run`.
 # Parsers are built for every command, so a module imports its role's code inside
 # `run`: a node agent must not carry the API server's libraries in its memory.
-SUBCOMMAND_MODULES = ("server", "controller-manager", "scheduler", "simulate", "explain", "ctl", "image", "agent", "token", "up", "down", "status", "node")
+SUBCOMMAND_MODULES = ("server", "controller-manager", "scheduler", "simulate", "explain", "ctl", "image", "agent", "token", "up", "down", "status", "node", "ingress")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:

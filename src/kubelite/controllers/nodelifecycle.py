@@ -11,7 +11,8 @@ Defaults, next to Kubernetes':
     default toleration of not-ready/unreachable  1 s          300 s (DefaultTolerationSeconds)
     force deletion of a lost node's pods         grace+3.5 s  never (a human deletes them)
 
-A node is silent when its Lease's renewTime has not changed for `grace` seconds
+A node is silent when neither its Lease's renewTime nor its Ready condition's
+lastHeartbeatTime (the agent posting status) has changed for `grace` seconds
 (the Lease's own leaseDurationSeconds when longer, so that hollow nodes that
 promise 40 s keep it), measured on this controller's clock from when it saw the
 last change, as Kubernetes' probeTimestamp, so that clock skew does not matter.
@@ -79,7 +80,8 @@ _NODE_CONDITIONS = ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure")
 
 @dataclass
 class _Probe:
-    renew_time: str | None
+    # (lease renewTime, Ready lastHeartbeatTime): a change of either is a sign of life.
+    signature: tuple[str | None, str | None]
     seen_at: float
 
 
@@ -143,10 +145,11 @@ class NodeLifecycleController(Controller):
             return
         now = self.clock()
         spec = lease.get("spec") or {}
-        renew = spec.get("renewTime")
+        signature = (spec.get("renewTime"),
+                     (podutil.condition(node, "Ready") or {}).get("lastHeartbeatTime"))
         probe = self._probes.get(key)
-        if probe is None or probe.renew_time != renew:
-            probe = self._probes[key] = _Probe(renew, now)
+        if probe is None or probe.signature != signature:
+            probe = self._probes[key] = _Probe(signature, now)
         grace = max(self.grace, float(spec.get("leaseDurationSeconds") or 0))
         quiet = now - probe.seen_at
         silent = quiet > grace
@@ -175,9 +178,11 @@ class NodeLifecycleController(Controller):
         now = podutil.rfc3339(podutil.now_utc())
         body = copy.deepcopy(node)
         present = {c.get("type") for c in conditions}
+        # Heartbeats stay as the agent last posted them: only the agent moves them.
+        created = node["metadata"].get("creationTimestamp") or now
         fresh = [{"type": kind, "status": "Unknown", "reason": "NodeStatusNeverUpdated",
                   "message": "Kubelet never posted node status.",
-                  "lastHeartbeatTime": now, "lastTransitionTime": now}
+                  "lastHeartbeatTime": created, "lastTransitionTime": now}
                  for kind in _NODE_CONDITIONS if kind not in present]
         for cond in body.setdefault("status", {}).setdefault("conditions", []):
             if cond.get("type") in _NODE_CONDITIONS:

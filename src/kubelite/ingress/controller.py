@@ -17,6 +17,7 @@ it does not exist; an existing one is left as the user made it.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -51,6 +52,19 @@ def default_ingress_class() -> Obj:
             "metadata": {"name": CLASS_NAME,
                          "annotations": {DEFAULT_CLASS_ANNOTATION: "true"}},
             "spec": {"controller": CONTROLLER_NAME}}
+
+
+def status_addresses(listen: Sequence[tuple[str, int]]) -> list[str]:
+    """The listen IPs for status.loadBalancer: others before loopback, wildcards left out."""
+    ips: list[str] = []
+    for host, _ in listen:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            continue
+        if not ip.is_unspecified and str(ip) not in ips:
+            ips.append(str(ip))
+    return sorted(ips, key=lambda i: ipaddress.ip_address(i).is_loopback)
 
 
 def _slice_index(slice_: Obj) -> list[str]:

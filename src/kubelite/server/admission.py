@@ -7,6 +7,7 @@ from typing import Any
 
 from kubelite.api import errors
 from kubelite.api.registry import Resource, lookup
+from kubelite.server.admission_ingressclass import admit_ingress_class
 from kubelite.server.admission_priority import admit_pod_priority
 from kubelite.server.objects import Objects
 
@@ -33,6 +34,8 @@ async def admit(
             )
     if res.plural == "pods" and not res.group and operation == "CREATE":
         await admit_pod_priority(objects, obj)
+    if res.plural == "ingresses" and operation == "CREATE":
+        await admit_ingress_class(objects, obj)
 
 
 def admit_delete(res: Resource, name: str) -> None:

@@ -1,5 +1,4 @@
-"""`python -m kubelite.ingress --kubeconfig K --http ADDR:PORT --https ADDR:PORT`:
-the ingress controller and its proxy, as one API client process.
+"""`kubelite ingress`: the ingress controller and its proxy, as one API client process.
 
 `kubelite server --ingress-http/--ingress-https` supervises this process beside
 the controller manager: proxied traffic then runs on its own core and never
@@ -11,44 +10,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
-import logging
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from kubelite.cli.server import parse_listen
 
 
-def status_addresses(listen: Sequence[tuple[str, int]]) -> list[str]:
-    """The listen IPs clients can use, others before loopback; wildcards are left out."""
-    ips: list[str] = []
-    for host, _ in listen:
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            continue
-        if not ip.is_unspecified and str(ip) not in ips:
-            ips.append(str(ip))
-    return sorted(ips, key=lambda i: ipaddress.ip_address(i).is_loopback)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m kubelite.ingress",
-                                description="Serve networking.k8s.io/v1 Ingresses.")
-    p.add_argument("--kubeconfig", type=Path, required=True)
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("ingress", help="serve Ingresses (HTTP and HTTPS reverse proxy)",
+                       description="Serve networking.k8s.io/v1 Ingresses of the IngressClass "
+                       "`kubelite` as a client of the API server.")
+    p.add_argument("--kubeconfig", type=Path, required=True,
+                   help="kubeconfig with the credentials the ingress controller uses")
     p.add_argument("--http", type=parse_listen, action="append", default=[],
                    metavar="ADDR:PORT", help="serve plain HTTP here (repeatable)")
     p.add_argument("--https", type=parse_listen, action="append", default=[],
                    metavar="ADDR:PORT", help="serve HTTPS here (repeatable)")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(run=run)
     return p
 
 
 async def run(args: argparse.Namespace) -> int:
     from kubelite.cli.main import run_until_signalled
     from kubelite.client import Client, InformerFactory, load_kubeconfig
-    from kubelite.ingress.controller import IngressController
+    from kubelite.ingress.controller import IngressController, status_addresses
     from kubelite.ingress.proxy import IngressProxy
 
     config = await asyncio.to_thread(load_kubeconfig, args.kubeconfig)
@@ -72,14 +56,3 @@ async def run(args: argparse.Namespace) -> int:
         return 0
 
     return await run_until_signalled(serve)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return asyncio.run(run(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

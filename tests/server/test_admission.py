@@ -1,4 +1,5 @@
-"""Priority admission against a real store: spec.priority comes from the class."""
+"""Admission plugins against a real store: Priority (spec.priority comes from the class)
+and DefaultIngressClass."""
 
 from __future__ import annotations
 
@@ -67,3 +68,22 @@ async def test_refused(objects: Objects, spec: dict[str, Any], message: str) -> 
     with pytest.raises(errors.APIError) as info:
         await admit_pod_priority(objects, pod(**spec))
     assert info.value.code == 403 and message in info.value.message
+
+
+async def test_an_ingress_without_class_gets_the_default(objects: Objects) -> None:
+    from kubelite.server.admission_ingressclass import admit_ingress_class
+
+    classes = lookup("networking.k8s.io", "v1", "ingressclasses")
+    assert classes is not None
+    await objects.create(classes, {
+        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": "kubelite", "annotations": {
+            "ingressclass.kubernetes.io/is-default-class": "true"}},
+        "spec": {"controller": "kubelite.io/ingress-controller"}})
+    plain: dict[str, Any] = {"metadata": {"name": "a"}, "spec": {}}
+    await admit_ingress_class(objects, plain)
+    assert plain["spec"]["ingressClassName"] == "kubelite"
+    legacy: dict[str, Any] = {"metadata": {"name": "b", "annotations": {
+        "kubernetes.io/ingress.class": "other"}}, "spec": {}}
+    await admit_ingress_class(objects, legacy)
+    assert "ingressClassName" not in legacy["spec"]
