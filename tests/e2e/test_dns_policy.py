@@ -105,13 +105,14 @@ def test_nslookup_service_headless_and_pod_hostname(cluster, web: dict[str, str]
     assert web["web-0"] in out and web["web-1"] not in out, out
     assert "NXDOMAIN" in lookup(cluster, "nope.default.svc.cluster.local")
     # Through the Service, by name.
-    body = sh(cluster, "client", "busybox wget -q -T 3 -O - http://web-vip/")
+    body = sh(cluster, "client", "busybox timeout 5 busybox wget -qO- http://web-vip/")
     assert body.strip() in ("web-0", "web-1"), body
 
 
 def fetch(cluster, client: str, ip: str) -> str:
-    return sh(cluster, client, f"busybox wget -q -T 2 -O - http://{ip}:8080/ && echo OK "
-                               "|| echo FAIL").strip().splitlines()[-1]
+    # busybox's own timeout: Debian's busybox wget crashes with -T.
+    return sh(cluster, client, f"busybox timeout 2 busybox wget -qO- http://{ip}:8080/ "
+                               "&& echo OK || echo FAIL").strip().splitlines()[-1]
 
 
 def test_network_policy_default_deny_then_allow_by_label(cluster, web: dict[str, str]) -> None:

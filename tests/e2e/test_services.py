@@ -9,6 +9,7 @@ import base64
 import contextlib
 import json
 import ssl
+import subprocess
 import tempfile
 import time
 import urllib.error
@@ -84,8 +85,8 @@ def sh(cluster: Any, pod_name: str, command: str, *, timeout: float = 60) -> str
 
 
 def wget(cluster: Any, client: str, url: str) -> str:
-    # Debian's busybox wget crashes with -T: the fetch is bounded by kubectl's timeout.
-    return sh(cluster, client, f"busybox wget -qO- {url} || echo FAIL").strip()
+    # busybox's own timeout: Debian's busybox wget crashes with -T.
+    return sh(cluster, client, f"busybox timeout 5 busybox wget -qO- {url} || echo FAIL").strip()
 
 
 def web_pods(cluster: Any) -> dict[str, dict]:
@@ -295,3 +296,40 @@ def test_nothing_is_left_of_deleted_pods(cluster: Any, web: dict[str, str]) -> N
     with contextlib.suppress(AssertionError):
         wait_until(lambda: not traces(), timeout=30)
     assert traces() == []
+
+
+def test_down_leaves_nothing_of_the_cluster_on_the_host() -> None:
+    """A cluster of its own (one node, one pod): after `down --purge` no netns, link,
+    route, iptables rule, cgroup or process of it remains."""
+    from tests.e2e.cluster import Cluster, need_host
+
+    if reason := need_host():
+        pytest.skip(reason)
+    own = Cluster(nodes=1)
+    try:
+        own.up()
+        apply(own, pod("lone", "exec busybox sleep 3600"))
+        own.kubectl("wait", "--for=condition=Ready", "pod/lone", "--timeout=90s", timeout=120)
+    finally:
+        own.down()
+    name, prefix = own.info["name"], own.cluster_cidr.rsplit(".", 2)[0] + "."
+    assert not [ns for ns in Path("/run/netns").glob(f"{name}-*")]
+    links = json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True, text=True,
+                                      check=True).stdout)
+    assert not [link["ifname"] for link in links if link["ifname"].startswith(name)]
+    routes = subprocess.run(["ip", "route"], capture_output=True, text=True, check=True).stdout
+    assert prefix not in routes and own.info["gateway"] not in routes
+    rules = subprocess.run(["iptables", "-w", "-S", "FORWARD"], capture_output=True,
+                           text=True, check=True).stdout
+    assert own.info["bridge"] not in rules
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/kubelite-{name}")) + list(
+        Path("/sys/fs/cgroup").glob(f"kubelite-{name}"))
+    assert not [c for c in _cmdlines() if str(own.data_dir).encode() in c]
+
+
+def _cmdlines() -> list[bytes]:
+    out = []
+    for path in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            out.append(path.read_bytes())
+    return out

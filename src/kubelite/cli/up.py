@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -36,6 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 async def run(args: argparse.Namespace) -> int:
+    from kubelite.cluster import teardown
     from kubelite.cluster.layout import load_layout, make_layout
 
     if args.nodes < 1:
@@ -53,6 +55,13 @@ async def run(args: argparse.Namespace) -> int:
             print(f"a cluster is already running from {data_dir} (pid {pid}); "
                   f"`kubelite down --data-dir {data_dir}` stops it", file=sys.stderr)
             return 1
+    # What an unclean stop left running of this cluster would hold its ports.
+    await teardown.kill_processes(await teardown.stray_processes(data_dir), data_dir)
+    if busy := _ports_in_use(args.port, args.http_port, args.https_port):
+        # Another process's API server on our port would answer in place of ours,
+        # and the nodes would fail on its certificate instead of a clear message.
+        print(f"error: port {busy} is in use", file=sys.stderr)
+        return 1
     if args.foreground:
         return await _foreground(layout)
     started = time.monotonic()
@@ -95,6 +104,17 @@ def _ready(state_file: Path, pid: int) -> bool:
     except (OSError, ValueError):
         return False
     return bool(doc.get("ready")) and doc.get("supervisor_pid") == pid
+
+
+def _ports_in_use(*ports: int) -> int | None:
+    for port in ports:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                return port
+    return None
 
 
 def _alive(pid: int) -> bool:
