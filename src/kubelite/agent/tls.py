@@ -36,12 +36,12 @@ from kubelite.agent.config import AgentConfig
 from kubelite.api import registry
 from kubelite.api.registry import Resource
 from kubelite.client import Client, ClientError, Unauthorized, resource_path
+from kubelite.server.auth import user_from_certificate
 
 log = logging.getLogger(__name__)
 
 SSAR = registry.lookup("authorization.k8s.io", "v1", "selfsubjectaccessreviews")
 SAR = registry.lookup("authorization.k8s.io", "v1", "subjectaccessreviews")
-AUTHENTICATED = "system:authenticated"
 ALLOWED_TTL = 300.0
 DENIED_TTL = 30.0
 
@@ -87,18 +87,10 @@ _TTL: dict[Verdict, float] = {"allowed": ALLOWED_TTL, "forbidden": DENIED_TTL,
 
 
 def certificate_user(peer_cert: dict[str, Any]) -> tuple[str, tuple[str, ...]] | None:
-    """(user, groups) of a verified client certificate, in ssl's getpeercert() form."""
-    names: list[str] = []
-    groups: list[str] = []
-    for rdn in peer_cert.get("subject") or ():
-        for key, value in rdn:
-            if key == "commonName":
-                names.append(value)
-            elif key == "organizationName":
-                groups.append(value)
-    if not names or not names[0]:
-        return None
-    return names[0], (*groups, AUTHENTICATED)
+    """(user, groups) of a verified client certificate, in ssl's getpeercert() form,
+    read as the API server reads it."""
+    user = user_from_certificate(peer_cert)
+    return None if user is None else (user.username, tuple(user.groups))
 
 
 class Authenticator:

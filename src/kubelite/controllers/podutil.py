@@ -1,5 +1,5 @@
 """Pod facts the workload controllers share: readiness, availability, the ranking
-that decides which pods go first, and pods built from a template."""
+that decides which pods go first, pods built from a template, and adoption."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import copy
 import datetime as dt
 from typing import Any
 
+from kubelite.api.registry import lookup
+from kubelite.client import Client, Conflict, NotFound
+
 Obj = dict[str, Any]
+PODS = lookup("", "v1", "pods")
 
 
 def parse_time(value: str | None) -> dt.datetime | None:
@@ -114,3 +118,17 @@ def now_utc() -> dt.datetime:
 
 def rfc3339(when: dt.datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def set_pod_owners(client: Client, pod: Obj, refs: list[Obj]) -> bool:
+    """Adopt or release `pod` by writing its ownerReferences, guarded by its uid and
+    resourceVersion (the controller ref manager's patch); False when the pod changed
+    or went away meanwhile, so the caller leaves it for the next sync."""
+    meta = pod["metadata"]
+    patch = {"metadata": {"ownerReferences": refs or None, "uid": meta["uid"],
+                          "resourceVersion": meta["resourceVersion"]}}
+    try:
+        await client.patch(PODS, meta["name"], patch, namespace=meta["namespace"])
+    except (NotFound, Conflict):
+        return False
+    return True

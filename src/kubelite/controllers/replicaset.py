@@ -90,25 +90,16 @@ class ReplicaSetController(Controller):
                 if matches:
                     owned.append(pod)
                 elif not pod["metadata"].get("deletionTimestamp"):
-                    await self._set_owner(pod, [r for r in pod["metadata"]["ownerReferences"]
+                    await podutil.set_pod_owners(self.client, pod, [r for r in pod["metadata"]["ownerReferences"]
                                                 if r.get("uid") != uid])
             elif ref is None and matches and podutil.is_active(pod) and not rs["metadata"].get(
                     "deletionTimestamp"):
                 refs = list(pod["metadata"].get("ownerReferences") or [])
                 refs.append(podutil.owner_reference(rs))
-                if await self._set_owner(pod, refs):
+                if await podutil.set_pod_owners(self.client, pod, refs):
                     owned.append(pod)
         return owned
 
-    async def _set_owner(self, pod: Obj, refs: list[Obj]) -> bool:
-        meta = pod["metadata"]
-        patch = {"metadata": {"ownerReferences": refs or None, "uid": meta["uid"],
-                              "resourceVersion": meta["resourceVersion"]}}
-        try:
-            await self.client.patch(PODS, meta["name"], patch, namespace=meta["namespace"])
-        except (NotFound, Conflict):
-            return False
-        return True
 
     async def _manage(self, key: str, rs: Obj, active: list[Obj]) -> BaseException | None:
         want = int(rs["spec"].get("replicas", 1))

@@ -112,24 +112,15 @@ class StatefulSetController(Controller):
                     owned.append(pod)
                 elif not sp.is_terminating(pod):
                     refs = [r for r in pod["metadata"]["ownerReferences"] if r.get("uid") != uid]
-                    await self._set_owners(pod, refs)
+                    await podutil.set_pod_owners(self.client, pod, refs)
             elif (ref is None and matches and not sp.is_terminating(pod)
                   and sp.ordinal_of(pod, sts["metadata"]["name"]) is not None):
                 refs = [*(pod["metadata"].get("ownerReferences") or []),
                         podutil.owner_reference(sts)]
-                if await self._set_owners(pod, refs):
+                if await podutil.set_pod_owners(self.client, pod, refs):
                     owned.append(pod)
         return owned
 
-    async def _set_owners(self, pod: Obj, refs: list[Obj]) -> bool:
-        meta = pod["metadata"]
-        patch = {"metadata": {"ownerReferences": refs or None, "uid": meta["uid"],
-                              "resourceVersion": meta["resourceVersion"]}}
-        try:
-            await self.client.patch(PODS, meta["name"], patch, namespace=meta["namespace"])
-        except (NotFound, Conflict):
-            return False
-        return True
 
     async def _step(self, sts: Obj, pods: list[Obj], current: Obj, update: Obj) -> None:
         """One pass of Kubernetes' updateStatefulSet; returns where OrderedReady must wait."""
