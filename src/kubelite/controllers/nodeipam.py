@@ -83,27 +83,42 @@ class NodeIPAMController(Controller):
         self.recorder = EventRecorder(client, component="cidrAllocator")
         # node name -> CIDR assigned but not yet seen in the cache.
         self._pending: dict[str, str] = {}
+        # node name -> index of the CIDR it has, once first built (see _used).
+        self._assigned: dict[str, int] | None = None
 
     def _used(self) -> set[int]:
-        used = set()
-        for node in self.nodes.list():
-            for cidr in node_cidrs(node):
-                i = self.cidrs.index(cidr)
-                if i is not None:
-                    used.add(i)
+        if self._assigned is None:
+            # Once, from the whole cache (the range allocator marks every existing
+            # node's CIDR at start); after that, kept up to date node by node, so
+            # that a cluster of thousands of nodes does not rescan them per sync.
+            self._assigned = {}
+            for node in self.nodes.list():
+                self._record(node)
+        used = set(self._assigned.values())
         for cidr in self._pending.values():
             i = self.cidrs.index(cidr)
             if i is not None:
                 used.add(i)
         return used
 
+    def _record(self, node: Obj) -> None:
+        assert self._assigned is not None
+        for cidr in node_cidrs(node):
+            i = self.cidrs.index(cidr)
+            if i is not None:
+                self._assigned[node["metadata"]["name"]] = i
+
     async def sync(self, key: str) -> None:
         node = self.nodes.get(key)
         if node is None:
             self._pending.pop(key, None)
+            if self._assigned is not None:
+                self._assigned.pop(key, None)
             return
         if node_cidrs(node):
             self._pending.pop(key, None)
+            if self._assigned is not None:
+                self._record(node)
             return
         if key in self._pending:
             return  # assigned; the cache has not caught up yet
