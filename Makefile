@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 APT_STAMP := $(VENV)/.apt-installed
 # Host parts kubelite drives for real (DESIGN.md, "Real parts, not mocks").
 APT_PACKAGES := ca-certificates iproute2 util-linux runc crun busybox-static skopeo \
-	docker-registry apache2-utils containernetworking-plugins nftables socat
+	docker-registry apache2-utils containernetworking-plugins nftables iptables socat
 
 .PHONY: install run test lint clean
 
