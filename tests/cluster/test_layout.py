@@ -5,7 +5,9 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from kubelite.cluster.layout import Layout, load_layout, make_layout
+import pytest
+
+from kubelite.cluster.layout import Layout, choose_subnet, load_layout, make_layout
 
 IFNAMSIZ = 15  # the kernel's limit on a link name, without its NUL
 
@@ -52,3 +54,22 @@ def test_saved_layout_loads_back_with_its_status(tmp_path: Path) -> None:
     assert loaded == layout
     assert status == {"ready": True, "supervisor_pid": 1234}
     assert loaded.to_json()["kubeconfig"] == str(tmp_path.resolve() / "kubeconfig")
+
+
+def test_the_subnet_skips_networks_the_host_already_uses() -> None:
+    own = choose_subnet("kl0001")
+    assert choose_subnet("kl0001", taken=["192.168.1.0/24", "10.96.0.0/16"]) == own
+    base = ipaddress.ip_network(own)
+    following = ipaddress.ip_network(f"{base.network_address + 256}/24")
+    if following.network_address not in ipaddress.ip_network("10.250.0.0/16"):
+        following = ipaddress.ip_network("10.250.0.0/24")
+    assert choose_subnet("kl0001", taken=[f"{base[1]}/24"]) == str(following)
+    with pytest.raises(RuntimeError, match="in use"):
+        choose_subnet("kl0001", taken=["10.0.0.0/8"])
+
+
+def test_make_layout_takes_the_chosen_subnet(tmp_path: Path) -> None:
+    layout = make_layout(tmp_path, nodes=1, port=6443, cluster_cidr="10.244.0.0/16",
+                         service_cidr="10.96.0.0/16", http_port=80, https_port=443,
+                         subnet="10.250.7.0/24")
+    assert (layout.gateway, layout.nodes[0].ip) == ("10.250.7.1", "10.250.7.11")

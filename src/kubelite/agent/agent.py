@@ -185,6 +185,24 @@ async def run(config: AgentConfig, *, stop: asyncio.Event,
         runtime, images = await open_runtime(config)
     async with AgentClient(config.client,
                            user_agent=f"kubelite-agent/{config.node_name}") as client:
+        if not await _api_answers(client, stop):
+            return 0
         async with Agent(config, client=client, runtime=runtime, images=images):
             await stop.wait()
     return 0
+
+
+async def _api_answers(client: Client, stop: asyncio.Event) -> bool:
+    """Wait for the API server, as kubelet does at start: `kubelite up` starts the
+    agents beside the server, not after it. False when stopped first."""
+    from kubelite.client.errors import ClientError
+
+    while not stop.is_set():
+        try:
+            await client.request("GET", "/readyz", raw=True)
+            return True
+        except ClientError as e:
+            log.debug("waiting for the API server: %s", e)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.1)
+    return False

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kubelite.cli.main import default_data_dir
 
-START_TIMEOUT = 120.0
+START_TIMEOUT = 90.0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -37,24 +37,30 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 async def run(args: argparse.Namespace) -> int:
-    from kubelite.cluster import teardown
-    from kubelite.cluster.layout import load_layout, make_layout
+    from kubelite.cluster import machines, teardown
+    from kubelite.cluster.layout import choose_subnet, cluster_name, load_layout, make_layout
 
     if args.nodes < 1:
         print("error: --nodes must be at least 1", file=sys.stderr)
         return 2
     data_dir = args.data_dir.resolve()
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
-    layout = make_layout(data_dir, nodes=args.nodes, port=args.port,
-                         cluster_cidr=args.cluster_cidr, service_cidr=args.service_cidr,
-                         http_port=args.http_port, https_port=args.https_port)
-    if layout.state_file.exists():
-        _, status = await asyncio.to_thread(load_layout, data_dir)
+    subnet = ""
+    if (data_dir / "cluster.json").exists():
+        saved, status = await asyncio.to_thread(load_layout, data_dir)
         pid = status.get("supervisor_pid", 0)
         if pid and not status.get("stopped") and _alive(pid):
             print(f"a cluster is already running from {data_dir} (pid {pid}); "
                   f"`kubelite down --data-dir {data_dir}` stops it", file=sys.stderr)
             return 1
+        # The nodes keep their addresses: pods still running there and the routes
+        # stored in the API (podCIDR via node IP) name them.
+        subnet = saved.subnet
+    if not subnet:
+        subnet = choose_subnet(cluster_name(data_dir), taken=await machines.used_networks())
+    layout = make_layout(data_dir, nodes=args.nodes, port=args.port,
+                         cluster_cidr=args.cluster_cidr, service_cidr=args.service_cidr,
+                         http_port=args.http_port, https_port=args.https_port, subnet=subnet)
     # What an unclean stop left running of this cluster would hold its ports.
     await teardown.kill_processes(await teardown.stray_processes(data_dir), data_dir)
     if busy := _ports_in_use(args.port, args.http_port, args.https_port):
@@ -62,6 +68,7 @@ async def run(args: argparse.Namespace) -> int:
         # and the nodes would fail on its certificate instead of a clear message.
         print(f"error: port {busy} is in use", file=sys.stderr)
         return 1
+    await asyncio.to_thread(layout.save, ready=False)
     if args.foreground:
         return await _foreground(layout)
     started = time.monotonic()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,8 +91,13 @@ class Layout:
                    kubeconfig=str(self.kubeconfig))
         return doc
 
-    def save(self, **status: Any) -> None:
+    def save(self, *, node_pids: dict[str, int] | None = None, **status: Any) -> None:
+        """cluster.json: the layout, each node with the pid of its agent when given,
+        and the status fields (ready, supervisor_pid, ...)."""
         doc = {**self.to_json(), **status}
+        for node in doc["nodes"]:
+            if node_pids and node_pids.get(node["name"]):
+                node["pid"] = node_pids[node["name"]]
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc, indent=2) + "\n")
         tmp.replace(self.state_file)
@@ -101,13 +107,26 @@ def cluster_name(data_dir: Path) -> str:
     return "kl" + hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:4]
 
 
+def choose_subnet(name: str, *, taken: Collection[str] = ()) -> str:
+    """The /24 for the cluster's nodes: the one its name hashes to, or the next one
+    that no address or route of the host uses yet (another cluster's)."""
+    start = int(hashlib.sha256(name.encode()).hexdigest()[:4], 16) % 256
+    used = [ipaddress.ip_network(t, strict=False) for t in taken]
+    for k in range(256):
+        subnet = ipaddress.ip_network(
+            f"{NODE_NETWORK.network_address + (start + k) % 256 * 256}/24")
+        if not any(subnet.overlaps(u) for u in used):
+            return str(subnet)
+    raise RuntimeError(f"every /24 of {NODE_NETWORK} is in use on this host")
+
+
 def make_layout(data_dir: Path, *, nodes: int, port: int, cluster_cidr: str,
                 service_cidr: str, http_port: int, https_port: int,
-                registry: str = "") -> Layout:
+                registry: str = "", subnet: str = "") -> Layout:
+    """`subnet` as `choose_subnet` gave it (default: the name's own /24)."""
     data_dir = data_dir.resolve()
     name = cluster_name(data_dir)
-    index = int(hashlib.sha256(name.encode()).hexdigest()[:4], 16) % 256
-    subnet = ipaddress.ip_network(f"{NODE_NETWORK.network_address + index * 256}/24")
+    subnet = ipaddress.ip_network(subnet or choose_subnet(name))
     made = []
     for k in range(1, nodes + 1):
         node = f"node-{k}"
@@ -123,7 +142,8 @@ def make_layout(data_dir: Path, *, nodes: int, port: int, cluster_cidr: str,
 def load_layout(data_dir: Path) -> tuple[Layout, dict[str, Any]]:
     """The layout `up` saved, and the status fields beside it (pids, ready)."""
     doc = json.loads((data_dir / "cluster.json").read_text())
-    nodes = tuple(NodeLayout(**n) for n in doc["nodes"])
+    fields = NodeLayout.__dataclass_fields__
+    nodes = tuple(NodeLayout(**{k: v for k, v in n.items() if k in fields}) for n in doc["nodes"])
     known = {f for f in Layout.__dataclass_fields__ if f not in ("nodes", "data_dir")}
     layout = Layout(data_dir=Path(doc["data_dir"]), nodes=nodes,
                     **{k: v for k, v in doc.items() if k in known})

@@ -38,6 +38,20 @@ async def link_exists(name: str, *, netns: str = "") -> bool:
     return await proc.wait() == 0
 
 
+async def used_networks() -> list[str]:
+    """The IPv4 networks of the host's addresses and routes, which a new cluster's
+    node subnet must not overlap."""
+    out = await run("ip", "-o", "-4", "addr", "show") + await run("ip", "-4", "route", "show")
+    found = []
+    for line in out.splitlines():
+        words = line.split()
+        if "inet" in words:
+            found.append(words[words.index("inet") + 1])
+        elif words and words[0][0].isdigit():
+            found.append(words[0])
+    return found
+
+
 def _forward_rules(layout: Layout) -> list[list[str]]:
     # With br_netfilter, traffic between nodes crosses the host's FORWARD chain,
     # whose policy may be DROP (as Docker leaves it): accept the bridge explicitly.

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import hashlib
 import logging
 import os
 import shutil
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,47 +31,71 @@ from kubelite.cluster.layout import Layout, NodeLayout
 log = logging.getLogger(__name__)
 BUSYBOX_TAGS = ("docker.io/library/busybox:latest", "docker.io/library/busybox:stable")
 CLUSTER_DNS = "10.96.0.10"
+ARCHIVE_CACHE = Path("/var/cache/kubelite")
 
 
 def _kubelite(*args: str) -> list[str]:
     return [sys.executable, "-m", "kubelite.cli.main", *args]
 
 
+class _Child(Supervised):
+    @property
+    def pid(self) -> int:
+        return self._proc.pid if self._proc is not None else 0
+
+
 class Supervisor:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
         self.server: Supervised | None = None
-        self.agents: dict[str, Supervised] = {}
+        self.agents: dict[str, _Child] = {}
         self.cut: set[str] = set()
         self._stop = asyncio.Event()
+        self._since = dt.datetime.now(dt.UTC)
 
     # -- start -------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> int:
         layout = self.layout
-        await asyncio.to_thread((layout.data_dir / "images").mkdir, parents=True, exist_ok=True)
-        await teardown.kill_processes(await teardown.stray_processes(layout.data_dir),
-                                      layout.data_dir)
+        started = time.monotonic()
+        self._since = dt.datetime.now(dt.UTC).replace(microsecond=0)
         layout.save(ready=False, supervisor_pid=os.getpid())
-        await machines.ensure_bridge(layout)
-        await asyncio.gather(*(machines.ensure_node(layout, n) for n in layout.nodes),
-                             self._preload_busybox())
+        # The credentials first, made here as the server would make them: the agents
+        # then start beside the server (each waits for it to answer) instead of
+        # after it, which halves the time to Ready.
+        await asyncio.gather(machines.ensure_bridge(layout), self._credentials())
         async with contextlib.AsyncExitStack() as stack:
-            self.server = await stack.enter_async_context(Supervised("server", self._server_argv()))
-            await self._wait_for_server()
-            stack.push_async_callback(self._stop_agents)
-            for node in layout.nodes:
-                await self._start_agent(node)
-            await stack.enter_async_context(self._host_routes())
             runner = await self._control_socket()
             stack.push_async_callback(runner.cleanup)
-            waits = [asyncio.create_task(self._mark_ready()),
+            self.server = await stack.enter_async_context(Supervised("server", self._server_argv()))
+            stack.push_async_callback(self._stop_agents)
+            archive = await self._busybox_archive()
+            await asyncio.gather(*(self._start_node(n, archive) for n in layout.nodes))
+            log.info("node machines and agents started in %.1fs", time.monotonic() - started)
+            await stack.enter_async_context(self._host_routes())
+            waits = [asyncio.create_task(self._mark_ready(started)),
                      asyncio.create_task(stop.wait()), asyncio.create_task(self._stop.wait())]
             await asyncio.wait(waits[1:], return_when=asyncio.FIRST_COMPLETED)
             for task in waits:
                 task.cancel()
         layout.save(ready=False, stopped=True)
         return 0
+
+    async def _credentials(self) -> None:
+        from kubelite.server.certs import ensure_credentials
+
+        layout = self.layout
+        await asyncio.to_thread(ensure_credentials, layout.server_dir, host="0.0.0.0",
+                                port=layout.port, extra_sans=[layout.gateway])
+        # One stable path for users; agents are pointed at the gateway with --server.
+        await asyncio.to_thread(shutil.copyfile, layout.server_dir / "kubeconfig",
+                                layout.kubeconfig)
+        await asyncio.to_thread(os.chmod, layout.kubeconfig, 0o600)
+
+    async def _start_node(self, node: NodeLayout, archive: Path) -> None:
+        await machines.ensure_node(self.layout, node)
+        await self._preload(node, archive)
+        await self._start_agent(node)
 
     def _server_argv(self) -> list[str]:
         layout = self.layout
@@ -93,40 +120,39 @@ class Supervisor:
             "--service-proxy", "--cluster-ca-cert", str(pki / "ca.crt"),
             "--cluster-ca-key", str(pki / "ca.key"))]
 
-    async def _preload_busybox(self) -> None:
+    async def _busybox_archive(self) -> Path:
+        """The busybox archive, built once per host and busybox binary: the archive is
+        deterministic, and compressing it is the largest part of a first `up`."""
+        from kubelite.runtime.build import build_busybox_archive, find_busybox
+
+        def build() -> Path:
+            busybox = find_busybox()
+            st = busybox.stat()
+            key = hashlib.sha256(f"{busybox}:{st.st_size}:{st.st_mtime_ns}".encode())
+            archive = ARCHIVE_CACHE / f"busybox-{key.hexdigest()[:16]}.tar"
+            if not archive.exists():
+                ARCHIVE_CACHE.mkdir(parents=True, exist_ok=True)
+                # Clusters starting side by side may build it at once: each into a
+                # file of its own, renamed into place.
+                tmp = ARCHIVE_CACHE / f".{archive.name}.{os.getpid()}"
+                build_busybox_archive(tmp, busybox=busybox)
+                tmp.replace(archive)
+            return archive
+        return await asyncio.to_thread(build)
+
+    async def _preload(self, node: NodeLayout, archive: Path) -> None:
         """busybox, busybox:latest and busybox:stable on every node, as `kind` clusters
         have their images, so that manifests written for Kubernetes run unchanged."""
-        from kubelite.runtime.build import build_busybox_archive
         from kubelite.runtime.images import OCIImageStore
 
-        archive = self.layout.data_dir / "images" / "busybox.tar"
-        if not archive.exists():
-            await asyncio.to_thread(build_busybox_archive, archive)
-
-        async def load(node: NodeLayout) -> None:
-            store = OCIImageStore(Path(node.root))
-            for tag in BUSYBOX_TAGS:
-                if await store.get(tag) is None:
-                    await store.import_archive(str(archive), tag=tag)
-        await asyncio.gather(*(load(n) for n in self.layout.nodes))
-
-    async def _wait_for_server(self) -> None:
-        layout = self.layout
-        generated = layout.server_dir / "kubeconfig"
-        while True:
-            with contextlib.suppress(OSError):
-                if generated.exists():
-                    _, writer = await asyncio.open_connection("127.0.0.1", layout.port)
-                    writer.close()
-                    break
-            await asyncio.sleep(0.05)
-        # One stable path for users; agents are pointed at the gateway with --server.
-        await asyncio.to_thread(shutil.copyfile, generated, layout.kubeconfig)
-        os.chmod(layout.kubeconfig, 0o600)
+        store = OCIImageStore(Path(node.root))
+        for tag in BUSYBOX_TAGS:
+            if await store.get(tag) is None:
+                await store.import_archive(str(archive), tag=tag)
 
     async def _start_agent(self, node: NodeLayout) -> None:
         await asyncio.to_thread(Path(node.root).mkdir, parents=True, exist_ok=True)
-        agent = Supervised(node.name, self._agent_argv(node))
+        agent = _Child(node.name, self._agent_argv(node))
         await agent.__aenter__()
         self.agents[node.name] = agent
 
@@ -154,7 +180,7 @@ class Supervisor:
             finally:
                 await syncer.stop(remove_routes=True)
 
-    async def _mark_ready(self) -> None:
+    async def _mark_ready(self, started: float) -> None:
         from kubelite.client import Client, load_kubeconfig
         from kubelite.client.api import find_resource
 
@@ -164,14 +190,25 @@ class Supervisor:
             while True:
                 with contextlib.suppress(Exception):
                     nodes = (await client.list(find_resource("nodes"))).get("items") or []
-                    ready = {n["metadata"]["name"] for n in nodes if any(
-                        c.get("type") == "Ready" and c.get("status") == "True"
-                        for c in (n.get("status") or {}).get("conditions") or [])}
-                    if want <= ready:
+                    if want <= {n["metadata"]["name"] for n in nodes if self._fresh_ready(n)}:
                         break
                 await asyncio.sleep(0.1)
-        self.layout.save(ready=True, supervisor_pid=os.getpid())
-        log.info("cluster %s ready", self.layout.name)
+        self.layout.save(ready=True, supervisor_pid=os.getpid(), node_pids={
+            name: agent.pid for name, agent in self.agents.items()})
+        log.info("cluster %s ready in %.1fs", self.layout.name, time.monotonic() - started)
+
+    def _fresh_ready(self, node: dict[str, Any]) -> bool:
+        """Ready as reported by an agent of this run: after a crash the stored Node
+        is still Ready from the agent before it until the lifecycle controller sees
+        its heartbeats stop. With its pod CIDR too, so that pods can start at once."""
+        if not (node.get("spec") or {}).get("podCIDR"):
+            return False
+        for cond in (node.get("status") or {}).get("conditions") or []:
+            if cond.get("type") == "Ready" and cond.get("status") == "True":
+                beat = cond.get("lastHeartbeatTime") or ""
+                with contextlib.suppress(ValueError):
+                    return dt.datetime.fromisoformat(beat.replace("Z", "+00:00")) >= self._since
+        return False
 
     # -- orders ------------------------------------------------------------------
 

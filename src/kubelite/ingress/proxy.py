@@ -159,7 +159,10 @@ class IngressProxy:
             cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
         )
-        self._runner = web.ServerRunner(web.Server(self._handle), handle_signals=False,
+        # No access log: a log line per request cost about a tenth of the proxy's CPU
+        # (bench/network.py) and flooded the control plane's log.
+        self._runner = web.ServerRunner(web.Server(self._handle, access_log=None),
+                                        handle_signals=False,
                                         shutdown_timeout=self.shutdown_timeout)
         await self._runner.setup()
         try:

@@ -137,6 +137,10 @@ class ServiceProxy:
                                   on_delete=self._changed)
         # What the kernel holds, as last applied; None forces a full replacement.
         self.applied: rules.Ruleset | None = None
+        # Rules of the ports of the last sync, and each Service's ports by the
+        # resourceVersions they were computed from: a sync redoes only what changed.
+        self._fragments: dict[rules.ServicePort, rules.Fragment] = {}
+        self._ports: dict[str, tuple[tuple[str, ...], list[rules.ServicePort]]] = {}
         self.syncs = 0
         self.last_sync_seconds = 0.0
         # Set after each successful sync; tests and benchmarks wait on it.
@@ -170,11 +174,21 @@ class ServiceProxy:
 
     def ruleset(self) -> rules.Ruleset:
         ports: list[rules.ServicePort] = []
+        seen: dict[str, tuple[tuple[str, ...], list[rules.ServicePort]]] = {}
         for svc in self.services.list():
             key = f"{svc['metadata']['namespace']}/{svc['metadata']['name']}"
-            ports += service_ports(svc, self.slices.by_index("service", key))
+            slices = self.slices.by_index("service", key)
+            version = (svc["metadata"].get("resourceVersion") or "",
+                       *sorted(s["metadata"].get("resourceVersion") or "" for s in slices))
+            cached = self._ports.get(key)
+            if cached is None or cached[0] != version or not version[0]:
+                cached = (version, service_ports(svc, slices))
+            seen[key] = cached
+            ports += cached[1]
+        self._ports = seen
         ports.sort(key=lambda p: p.id)
-        return rules.build(ports, node_name=self.node_name, cluster_cidr=self.cluster_cidr)
+        return rules.build(ports, node_name=self.node_name, cluster_cidr=self.cluster_cidr,
+                           cache=self._fragments)
 
     async def _loop(self) -> None:
         await asyncio.gather(self.services.has_synced.wait(), self.slices.has_synced.wait())

@@ -131,10 +131,44 @@ def usable_endpoints(eps: tuple[Endpoint, ...], *, node_name: str | None = None,
     return [e for e in eps if e.serving and e.terminating]
 
 
-def build(ports: list[ServicePort], *, node_name: str | None, cluster_cidr: str) -> Ruleset:
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """What one ServicePort adds to the ruleset."""
+
+    chains: tuple[tuple[str, tuple[str, ...]], ...]
+    elements: tuple[tuple[str, str, str], ...]  # map, key, verdict
+    sets: tuple[tuple[str, int], ...]
+
+
+def fragment(sp: ServicePort, *, node_name: str | None, cluster_cidr: str) -> Fragment:
+    rs = Ruleset()
+    _add_port(rs, sp, node_name=node_name, cluster_cidr=cluster_cidr)
+    return Fragment(chains=tuple(rs.chains.items()),
+                    elements=tuple((m, k, v) for m, items in rs.maps.items()
+                                   for k, v in items.items()),
+                    sets=tuple(rs.sets.items()))
+
+
+def build(ports: list[ServicePort], *, node_name: str | None, cluster_cidr: str,
+          cache: dict[ServicePort, Fragment] | None = None) -> Ruleset:
+    """The whole ruleset. With `cache` (for one node_name and cluster_cidr), ports seen
+    before reuse their fragment, so that a change to one Service among thousands
+    costs dictionary merges rather than writing every rule again; the cache is left
+    holding exactly the ports of this build."""
     rs = Ruleset(chains=static_chains())
+    used: dict[ServicePort, Fragment] = {}
     for sp in ports:
-        _add_port(rs, sp, node_name=node_name, cluster_cidr=cluster_cidr)
+        frag = cache.get(sp) if cache is not None else None
+        if frag is None:
+            frag = fragment(sp, node_name=node_name, cluster_cidr=cluster_cidr)
+        used[sp] = frag
+        rs.chains.update(frag.chains)
+        rs.sets.update(frag.sets)
+        for mname, key, verdict in frag.elements:
+            rs.maps[mname][key] = verdict
+    if cache is not None:
+        cache.clear()
+        cache.update(used)
     return rs
 
 
