@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 # Node machines live in 10.250.0.0/16, one /24 per cluster chosen from the data
-# directory's hash; nodes are .11, .12, ... and the host (the gateway) is .1.
+# directory's hash (the next free one if the host uses it already) and kept in
+# cluster.json; nodes are .11, .12, ... and the host (the gateway) is .1.
 NODE_NETWORK = ipaddress.ip_network("10.250.0.0/16")
 FIRST_NODE_HOST = 11
 

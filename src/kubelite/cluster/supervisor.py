@@ -3,6 +3,11 @@ server (with controllers, scheduler, DNS and ingress) in the host's network
 namespace and one agent per node inside the node's, restarts whichever dies, and
 takes orders from `kubelite node` and `kubelite down` on a unix socket.
 
+Start-up is what a new user waits for, so the steps overlap: the credentials are
+made here first, then the server and the agents start together (an agent waits
+for the server to answer), while the node machines are built and busybox is
+preloaded (from an archive built once per host, under /var/cache/kubelite).
+
 Its children die with it (PR_SET_PDEATHSIG), but the containers do not, as on a
 real machine whose kubelet crashed: `kubelite up` again adopts them.
 """
