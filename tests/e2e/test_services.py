@@ -176,6 +176,15 @@ def test_unready_pod_leaves_the_service_within_two_seconds(cluster: Any,
     wait_until(lambda: all(f"{ip}:8080" in nft_table(cluster, n) for n in nodes), timeout=10)
 
 
+def test_the_node_itself_reaches_a_cluster_ip(cluster: Any, web: dict[str, str]) -> None:
+    # As a hostNetwork pod would: from the node's own namespace, which has no
+    # default route, only the one to the service CIDR that `kubelite up` adds.
+    vip = cluster.kubectl_json("get", "service", "web")["spec"]["clusterIP"]
+    got = cluster.node_exec("node-2", "busybox", "timeout", "5", "busybox", "wget", "-qO-",
+                            f"http://{vip}/")
+    assert got.returncode == 0 and got.stdout.strip() in web, (got.stdout, got.stderr)
+
+
 def test_a_recreated_pod_is_reachable_through_the_same_cluster_ip(cluster: Any,
                                                                   web: dict[str, str]) -> None:
     def solo(generation: str) -> dict:

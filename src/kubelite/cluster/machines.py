@@ -93,6 +93,10 @@ async def ensure_node(layout: Layout, node: NodeLayout) -> None:
     if addr not in await run(*ns, "-o", "addr", "show", "dev", "eth0"):
         await run(*ns, "addr", "add", addr, "dev", "eth0")
     await run(*ns, "link", "set", "eth0", "up")
+    # A node has no default route (nothing leaves the machine), so a process in its
+    # own namespace, a hostNetwork pod say, needs one for ClusterIPs to get as far as
+    # the service proxy's DNAT, as kube-proxy's nodes have through their default route.
+    await run(*ns, "route", "replace", layout.service_cidr, "dev", "eth0")
 
 
 async def set_cut(node: NodeLayout, cut: bool) -> None:
