@@ -142,7 +142,8 @@ def real(args: argparse.Namespace) -> dict[str, Any]:
                        check=True, capture_output=True)
         kubeconfig = data / "kubeconfig"
         started = time.perf_counter()
-        kubectl(kubeconfig, "create", "deployment", "roll", "--image=busybox",
+        # A tag other than latest: policy IfNotPresent, the image being on every node.
+        kubectl(kubeconfig, "create", "deployment", "roll", "--image=busybox:stable",
                 f"--replicas={args.replicas}", "--", "sleep", "3600")
         while True:
             ready = json.loads(kubectl(kubeconfig, "get", "deployment", "roll", "-o", "json"))
