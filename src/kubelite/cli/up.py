@@ -30,6 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="Ingress HTTPS port (default 443)")
     p.add_argument("--cluster-cidr", default="10.244.0.0/16")
     p.add_argument("--service-cidr", default="10.96.0.0/16")
+    p.add_argument("--registry", default="", metavar="IP:PORT",
+                   help="an image registry on this machine, made reachable from every node "
+                        "under the same address")
     p.add_argument("--foreground", action="store_true",
                    help="stay in the foreground until interrupted")
     p.set_defaults(run=run)
@@ -43,6 +46,14 @@ async def run(args: argparse.Namespace) -> int:
     if args.nodes < 1:
         print("error: --nodes must be at least 1", file=sys.stderr)
         return 2
+    if args.registry:
+        from kubelite.cluster.registry import parse
+
+        try:
+            parse(args.registry)
+        except ValueError:
+            print(f"error: --registry must be IP:PORT, got {args.registry!r}", file=sys.stderr)
+            return 2
     data_dir = args.data_dir.resolve()
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     subnet = ""
@@ -60,7 +71,8 @@ async def run(args: argparse.Namespace) -> int:
         subnet = choose_subnet(cluster_name(data_dir), taken=await machines.used_networks())
     layout = make_layout(data_dir, nodes=args.nodes, port=args.port,
                          cluster_cidr=args.cluster_cidr, service_cidr=args.service_cidr,
-                         http_port=args.http_port, https_port=args.https_port, subnet=subnet)
+                         http_port=args.http_port, https_port=args.https_port, subnet=subnet,
+                         registry=args.registry)
     # What an unclean stop left running of this cluster would hold its ports.
     await teardown.kill_processes(await teardown.stray_processes(data_dir), data_dir)
     if busy := _ports_in_use(args.port, args.http_port, args.https_port):
@@ -77,7 +89,8 @@ async def run(args: argparse.Namespace) -> int:
         [sys.executable, "-m", "kubelite.cli.main", "up", "--foreground",
          "--nodes", str(args.nodes), "--data-dir", str(data_dir), "--port", str(args.port),
          "--http-port", str(args.http_port), "--https-port", str(args.https_port),
-         "--cluster-cidr", args.cluster_cidr, "--service-cidr", args.service_cidr],
+         "--cluster-cidr", args.cluster_cidr, "--service-cidr", args.service_cidr,
+         *(["--registry", args.registry] if args.registry else [])],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True, cwd="/")
     while time.monotonic() - started < START_TIMEOUT:

@@ -32,6 +32,7 @@ from aiohttp import web
 from kubelite.cli.supervise import Supervised
 from kubelite.cluster import machines, teardown
 from kubelite.cluster.layout import Layout, NodeLayout
+from kubelite.cluster.registry import RegistryRelay
 
 log = logging.getLogger(__name__)
 BUSYBOX_TAGS = ("docker.io/library/busybox:latest", "docker.io/library/busybox:stable")
@@ -57,6 +58,7 @@ class Supervisor:
         self.cut: set[str] = set()
         self._stop = asyncio.Event()
         self._since = dt.datetime.now(dt.UTC)
+        self.registry = RegistryRelay(layout.registry) if layout.registry else None
 
     # -- start -------------------------------------------------------------------
 
@@ -74,6 +76,8 @@ class Supervisor:
             stack.push_async_callback(runner.cleanup)
             self.server = await stack.enter_async_context(Supervised("server", self._server_argv()))
             stack.push_async_callback(self._stop_agents)
+            if self.registry is not None:
+                stack.push_async_callback(self.registry.close)
             archive = await self._busybox_archive()
             await asyncio.gather(*(self._start_node(n, archive) for n in layout.nodes))
             log.info("node machines and agents started in %.1fs", time.monotonic() - started)
@@ -99,6 +103,8 @@ class Supervisor:
 
     async def _start_node(self, node: NodeLayout, archive: Path) -> None:
         await machines.ensure_node(self.layout, node)
+        if self.registry is not None:
+            await self.registry.add(node)
         await self._preload(node, archive)
         await self._start_agent(node)
 
@@ -226,6 +232,8 @@ class Supervisor:
         if op == "start":
             if name not in self.agents:
                 await machines.ensure_node(self.layout, node)
+                if self.registry is not None:
+                    await self.registry.add(node)
                 await self._start_agent(node)
             return f"{name} started"
         if op in ("cut", "heal"):
