@@ -268,7 +268,12 @@ def test_down_leaves_nothing_of_the_cluster_on_the_host(
         up: tuple[UpCluster, dict[str, list[str]]]) -> None:
     cluster, before = up
     during = cluster.state()
-    for kind in ("netns", "links", "routes", "forward", "cgroups", "processes"):
+    # The bridge gets FORWARD exceptions only where that chain can drop traffic.
+    listing = subprocess.run(["iptables", "-w", "-S", "FORWARD"], capture_output=True,
+                             text=True).stdout.splitlines()
+    filtering = any(line.startswith("-A") or line == "-P FORWARD DROP" for line in listing)
+    for kind in ("netns", "links", "routes", "cgroups", "processes",
+                 *(("forward",) if filtering else ())):
         assert during[kind], f"the snapshot finds no {kind} of a running cluster"
     assert not any(before.values())
     cluster.kubelite("down")

@@ -66,9 +66,19 @@ async def ensure_bridge(layout: Layout) -> None:
     if addr not in await run("ip", "-o", "addr", "show", "dev", layout.bridge):
         await run("ip", "addr", "add", addr, "dev", layout.bridge)
     await run("ip", "link", "set", layout.bridge, "up")
-    for rule in _forward_rules(layout):
-        if not await _iptables("-C", *rule):
-            await _iptables("-I", *rule)
+    if await _forward_filters():
+        for rule in _forward_rules(layout):
+            if not await _iptables("-C", *rule):
+                await _iptables("-I", *rule)
+
+
+async def _forward_filters() -> bool:
+    """Whether the host's iptables FORWARD chain can drop anything. An accepting,
+    empty chain needs no exception; inserting one would create iptables' tables on a
+    host that had none, and they would outlive the cluster."""
+    listing = await run("iptables", "-w", "-S", "FORWARD", check=False)
+    return any(line.startswith("-A") or line == "-P FORWARD DROP"
+               for line in listing.splitlines())
 
 
 async def _iptables(op: str, *rule: str) -> bool:
