@@ -15,15 +15,13 @@ Stopping leaves the table in place, so policies hold while the agent restarts;
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import Any
 
 from kubelite.api.registry import lookup
 from kubelite.client import Client, Informer, index_by_node_name
 from kubelite.network import policy_rules as rules
-from kubelite.network.proxy import NftError, run_nft
+from kubelite.network.nftsync import NftSyncer, run_nft
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -58,58 +56,23 @@ async def delete_table(*, netns: str | None = None) -> None:
     await run_nft(rules.DELETE_SCRIPT, netns=netns)
 
 
-class PolicyEnforcer:
+class PolicyEnforcer(NftSyncer):
     """`async with PolicyEnforcer(client, node_name=...)`: keeps the table in sync."""
+
+    what = "network policy sync"
 
     def __init__(self, client: Client, *, node_name: str, netns: str | None = None,
                  debounce: float = 0.05, retry: float = 1.0) -> None:
         assert PODS is not None and NAMESPACES is not None and NETWORK_POLICIES is not None
+        super().__init__(netns=netns, debounce=debounce, retry=retry)
         self.node_name = node_name
-        self.netns = netns
-        self.debounce = debounce
-        self.retry = retry
         self.pods = Informer(client, PODS, transform=_slim_pod,
                              indexers={NODE_INDEX: index_by_node_name})
         self.namespaces = Informer(client, NAMESPACES, transform=_slim_namespace)
         self.policies = Informer(client, NETWORK_POLICIES)
-        for informer in self._informers:
-            informer.add_handlers(on_add=self._changed, on_update=self._changed,
-                                  on_delete=self._changed)
+        self.watch(self.pods, self.namespaces, self.policies)
         # The script the kernel holds; None forces the next sync to apply.
         self.applied: str | None = None
-        self.syncs = 0
-        # Set after each successful sync; tests wait on it.
-        self.synced = asyncio.Event()
-        self._dirty = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def _informers(self) -> tuple[Informer, ...]:
-        return (self.pods, self.namespaces, self.policies)
-
-    def _changed(self, *_objs: Obj) -> None:
-        self._dirty.set()
-
-    async def start(self) -> None:
-        for informer in self._informers:
-            informer.start()
-        self._task = asyncio.create_task(self._loop(), name="network policy")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        for informer in self._informers:
-            await informer.stop()
-
-    async def __aenter__(self) -> PolicyEnforcer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     def script(self) -> str:
         everyone = [p for obj in self.pods.list() if (p := rules.pod_from_object(obj))]
@@ -118,20 +81,6 @@ class PolicyEnforcer:
         namespaces = {ns["metadata"]["name"]: ns["metadata"].get("labels") or {}
                       for ns in self.namespaces.list()}
         return rules.build(local, self.policies.list(), rules.Cluster(everyone, namespaces))
-
-    async def _loop(self) -> None:
-        await asyncio.gather(*(i.has_synced.wait() for i in self._informers))
-        self._dirty.set()
-        while True:
-            await self._dirty.wait()
-            await asyncio.sleep(self.debounce)
-            self._dirty.clear()
-            try:
-                await self.sync()
-            except (NftError, OSError) as exc:
-                log.warning("network policy sync failed (retry in %.1f s): %s", self.retry, exc)
-                await asyncio.sleep(self.retry)
-                self._dirty.set()
 
     async def sync(self) -> None:
         script = self.script()

@@ -14,8 +14,6 @@ is for `kubelite down` and tests.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -23,6 +21,7 @@ from typing import Any
 from kubelite.api.registry import lookup
 from kubelite.client import Client, Informer
 from kubelite.network import proxy_rules as rules
+from kubelite.network.nftsync import NftSyncer, run_nft
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -32,22 +31,6 @@ ENDPOINTSLICES = lookup("discovery.k8s.io", "v1", "endpointslices")
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 DEFAULT_CLUSTER_CIDR = "10.244.0.0/16"
 _PROTOCOLS = ("TCP", "UDP", "SCTP")
-
-
-class NftError(Exception):
-    pass
-
-
-async def run_nft(script: str, *, netns: str | None = None, args: tuple[str, ...] = ("-f", "-"),
-                  ) -> str:
-    prefix = ["nsenter", f"--net=/var/run/netns/{netns}"] if netns else []
-    proc = await asyncio.create_subprocess_exec(
-        *prefix, "nft", *args, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate(script.encode())
-    if proc.returncode != 0:
-        raise NftError(err.decode(errors="replace").strip() or f"nft exited {proc.returncode}")
-    return out.decode()
 
 
 async def delete_table(*, netns: str | None = None) -> None:
@@ -117,60 +100,32 @@ def _slice_service(slice_: Obj) -> list[str]:
     return [f"{slice_['metadata'].get('namespace')}/{name}"] if name else []
 
 
-class ServiceProxy:
+class ServiceProxy(NftSyncer):
     """`async with ServiceProxy(client, node_name=...)`: keeps the table in sync."""
+
+    what = "service proxy sync"
 
     def __init__(self, client: Client, *, node_name: str | None,
                  cluster_cidr: str = DEFAULT_CLUSTER_CIDR, netns: str | None = None,
                  debounce: float = 0.02, retry: float = 1.0) -> None:
         assert SERVICES is not None and ENDPOINTSLICES is not None
+        super().__init__(netns=netns, debounce=debounce, retry=retry)
         self.node_name = node_name
         self.cluster_cidr = cluster_cidr
-        self.netns = netns
-        self.debounce = debounce
-        self.retry = retry
         self.services = Informer(client, SERVICES)
         self.slices = Informer(client, ENDPOINTSLICES,
                                indexers={"service": _slice_service})
-        for informer in (self.services, self.slices):
-            informer.add_handlers(on_add=self._changed, on_update=self._changed,
-                                  on_delete=self._changed)
+        self.watch(self.services, self.slices)
         # What the kernel holds, as last applied; None forces a full replacement.
         self.applied: rules.Ruleset | None = None
         # Rules of the ports of the last sync, and each Service's ports by the
         # resourceVersions they were computed from: a sync redoes only what changed.
         self._fragments: dict[rules.ServicePort, rules.Fragment] = {}
         self._ports: dict[str, tuple[tuple[str, ...], list[rules.ServicePort]]] = {}
-        self.syncs = 0
         self.last_sync_seconds = 0.0
-        # Set after each successful sync; tests and benchmarks wait on it.
-        self.synced = asyncio.Event()
-        self._dirty = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
-    def _changed(self, *_objs: Obj) -> None:
-        self._dirty.set()
-
-    async def start(self) -> None:
-        self.services.start()
-        self.slices.start()
-        self._task = asyncio.create_task(self._loop(), name="service proxy")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.services.stop()
-        await self.slices.stop()
-
-    async def __aenter__(self) -> ServiceProxy:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+    def failed(self) -> None:
+        self.applied = None  # the next sync replaces the whole table
 
     def ruleset(self) -> rules.Ruleset:
         ports: list[rules.ServicePort] = []
@@ -189,22 +144,6 @@ class ServiceProxy:
         ports.sort(key=lambda p: p.id)
         return rules.build(ports, node_name=self.node_name, cluster_cidr=self.cluster_cidr,
                            cache=self._fragments)
-
-    async def _loop(self) -> None:
-        await asyncio.gather(self.services.has_synced.wait(), self.slices.has_synced.wait())
-        self._dirty.set()
-        while True:
-            await self._dirty.wait()
-            await asyncio.sleep(self.debounce)
-            self._dirty.clear()
-            try:
-                await self.sync()
-            except (NftError, OSError) as exc:
-                log.warning("service proxy sync failed (full resync in %.1f s): %s",
-                            self.retry, exc)
-                self.applied = None
-                await asyncio.sleep(self.retry)
-                self._dirty.set()
 
     async def sync(self) -> None:
         started = time.monotonic()
