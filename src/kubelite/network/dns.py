@@ -149,11 +149,23 @@ class ClusterDNS:
             self.upstreams = await asyncio.to_thread(
                 local_nameservers, exclude=((self.host, self.port),))
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _UDPProtocol(self), local_addr=(self.host, self.port), reuse_port=False)
-        self._udp = transport
-        self.port = transport.get_extra_info("sockname")[1]
-        self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port)
+        wanted = self.port
+        for _ in range(10):
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _UDPProtocol(self), local_addr=(self.host, wanted), reuse_port=False)
+            self.port = transport.get_extra_info("sockname")[1]
+            try:
+                self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port)
+            except OSError:
+                transport.close()
+                # A port the kernel picked for UDP may be taken for TCP: pick again.
+                if wanted != 0:
+                    raise
+                continue
+            self._udp = transport
+            break
+        else:
+            raise OSError(f"no port free for both UDP and TCP on {self.host}")
         log.info("cluster DNS on %s:%d (udp, tcp), upstreams %s", self.host, self.port,
                  self.upstreams or "none (external names refused)")
 
