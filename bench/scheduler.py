@@ -1,7 +1,9 @@
 """Scheduler benchmark, shaped like kube-scheduler's scheduler_perf SchedulingBasic:
 N nodes, M pods created as fast as the API takes them, throughput measured from
 the first bind to the last, p50/p99 of created -> bound, and the RSS of the
-process the scheduler runs in (the controller manager). The nodes are hollow nodes
+scheduler's process. As in scheduler_perf, the API server runs with the scheduler
+alone (`kubelite scheduler`, no controller manager) unless --with-controllers puts it
+back in the controller manager as `kubelite server` runs it. The nodes are hollow nodes
 (kubelite simulate) keeping Leases alive and, unless --no-run-pods, reporting their
 pods Running, all through the same API server that takes the bindings.
 
@@ -65,6 +67,9 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--no-run-pods", action="store_true",
                         help="hollow nodes do not report their pods Running")
+    parser.add_argument("--with-controllers", action="store_true",
+                        help="the scheduler in the controller manager, beside every "
+                        "controller, instead of alone")
     parser.add_argument("--lease-interval", type=float, default=60.0)
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="stop waiting for bindings after this many seconds")
@@ -74,11 +79,20 @@ async def main() -> None:
         port = apibench.free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "kubelite.cli.main", "server", "--data-dir", str(data),
-             "--listen", f"127.0.0.1:{port}"],
+             "--listen", f"127.0.0.1:{port}",
+             *([] if args.with_controllers else ["--disable-controllers"])],
             stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / "server.log", "wb"))
+        scheduler: subprocess.Popen[bytes] | None = None
         try:
             while not (data / "kubeconfig").exists():
+                if proc.poll() is not None:
+                    raise SystemExit(f"the API server exited: see {tmp}/server.log")
                 await asyncio.sleep(0.05)
+            if not args.with_controllers:
+                scheduler = subprocess.Popen(
+                    [sys.executable, "-m", "kubelite.cli.main", "scheduler",
+                     "--kubeconfig", str(data / "kubeconfig")],
+                    stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / "scheduler.log", "wb"))
             await asyncio.sleep(1.0)
             bench = apibench.Bench(data, port)
             spec = HollowSpec(count=args.nodes, cpu="32", memory="256Gi", pods=110,
@@ -110,7 +124,8 @@ async def main() -> None:
                 watcher = asyncio.create_task(watch())
                 await asyncio.sleep(0.5)
                 todo = list(range(args.pods))
-                scheduler_pid = next(iter(child_pids(proc.pid)), None)
+                scheduler_pid = scheduler.pid if scheduler else next(
+                    iter(child_pids(proc.pid)), None)
                 cpu0 = (cpu_seconds(proc.pid), cpu_seconds(scheduler_pid))
 
                 async def make_pods() -> None:
@@ -130,23 +145,24 @@ async def main() -> None:
                 cpu = (cpu_seconds(proc.pid) - cpu0[0], cpu_seconds(scheduler_pid) - cpu0[1])
             times = sorted(bound.values())
             latencies = [bound[n] - created[n] for n in bound if n in created]
-            children = child_pids(proc.pid)
             result = {
                 "nodes": args.nodes, "pods": args.pods, "bound": len(bound),
                 "create_s": round(create_s, 2),
                 "throughput_pods_per_s": round((len(times) - 1) / (times[-1] - times[0]), 1),
                 "latency_p50_ms": round(apibench.pct(latencies, 0.5) * 1000, 1),
                 "latency_p99_ms": round(apibench.pct(latencies, 0.99) * 1000, 1),
-                "scheduler_process_rss_mb": round(apibench.rss_mb(children[0]), 1)
-                if children else None,
+                "scheduler_process_rss_mb": round(apibench.rss_mb(scheduler_pid), 1)
+                if scheduler_pid else None,
                 "api_server_rss_mb": round(apibench.rss_mb(proc.pid), 1),
                 "scheduler_process_cpu_ms_per_pod": round(cpu[1] * 1000 / max(len(bound), 1), 2),
                 "api_server_cpu_ms_per_pod": round(cpu[0] * 1000 / max(len(bound), 1), 2),
                 "load_average": os.getloadavg()[0],
             }
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(20)
+            for child in (scheduler, proc):
+                if child is not None:
+                    child.send_signal(signal.SIGTERM)
+                    child.wait(20)
     print(orjson.dumps(result).decode())
 
 

@@ -13,6 +13,8 @@ from typing import Any
 from kubelite.scheduler.nodeinfo import NodeInfo, PodInfo
 
 Obj = dict[str, Any]
+# How many node changes the log keeps: a class table further behind rebuilds.
+MAX_CHANGES = 50_000
 
 
 class SchedulerCache:
@@ -30,6 +32,11 @@ class SchedulerCache:
         self.image_nodes: Counter[str] = Counter()
         # pods with (anti-)affinity terms anywhere: InterPodAffinity skips work when none
         self.affinity_pods = 0
+        # Names of nodes whose NodeInfo changed, oldest first, for class tables to
+        # catch up on just those; `layout` changes whenever the node list does.
+        self._changes: list[str] = []
+        self._changes_start = 0
+        self.layout = 0
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -41,6 +48,23 @@ class SchedulerCache:
     def node(self, name: str) -> NodeInfo | None:
         return self.nodes.get(name)
 
+    @property
+    def changes_end(self) -> int:
+        return self._changes_start + len(self._changes)
+
+    def changes_since(self, position: int) -> list[str] | None:
+        """Nodes changed from log `position` on; None once the log has dropped them."""
+        if position < self._changes_start:
+            return None
+        return self._changes[position - self._changes_start:]
+
+    def _changed(self, name: str) -> None:
+        self._changes.append(name)
+        if len(self._changes) > MAX_CHANGES:
+            drop = len(self._changes) // 2
+            del self._changes[:drop]
+            self._changes_start += drop
+
     # ---- nodes ---------------------------------------------------------------------
 
     def set_node(self, node: Obj) -> NodeInfo:
@@ -49,11 +73,13 @@ class SchedulerCache:
         if info is None:
             info = self.nodes[name] = NodeInfo.of(node)
             self._list.append(info)
+            self.layout += 1
             for pod in self._ghosts.pop(name, {}).values():
                 info.add_pod(pod)
         else:
             self.image_nodes.subtract(info.images.keys())
             info.set_node(node)
+            self._changed(name)
         self.image_nodes.update(info.images.keys())
         return info
 
@@ -62,6 +88,7 @@ class SchedulerCache:
         if info is None:
             return
         self._list.remove(info)
+        self.layout += 1
         self.image_nodes.subtract(info.images.keys())
         if info.pods:
             self._ghosts[name] = info.pods
@@ -81,6 +108,7 @@ class SchedulerCache:
         target = self._target(node_name)
         if isinstance(target, NodeInfo):
             target.add_pod(pod)
+            self._changed(node_name)
         else:
             target[pod.key] = pod
         if pod.has_affinity:
@@ -94,6 +122,7 @@ class SchedulerCache:
         info = self.nodes.get(node_name)
         if info is not None:
             old = info.remove_pod(key)
+            self._changed(node_name)
         else:
             ghosts = self._ghosts.get(node_name, {})
             old = ghosts.pop(key, None)

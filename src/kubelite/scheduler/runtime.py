@@ -12,7 +12,13 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-from kubelite.scheduler.equivalence import NODE_LOCAL, EquivalenceCache, NodeResult
+from kubelite.scheduler.classtable import ChangeLog, ClassTables, Columns, best, examined
+from kubelite.scheduler.equivalence import (
+    NODE_LOCAL,
+    EquivalenceCache,
+    NodeResult,
+    equivalence_key,
+)
 from kubelite.scheduler.framework import (
     SUCCESS,
     BindPlugin,
@@ -69,6 +75,13 @@ class Placement:
     scorers: tuple[str, ...] = ()
     rows: list[tuple[NodeInfo, tuple[int, ...]]] = field(default_factory=list)
     normalized: dict[str, dict[str, int]] = field(default_factory=dict)
+    # nodes examined, when a class table chose without a status per node
+    looked_at: int = -1
+
+    @property
+    def examined(self) -> int:
+        """How many nodes from the round-robin start the cycle looked at."""
+        return self.looked_at if self.looked_at >= 0 else len(self.filtered)
 
     @property
     def scores(self) -> dict[str, dict[str, int]]:
@@ -128,6 +141,7 @@ class Framework:
         self.binders: list[BindPlugin] = at("bind", BindPlugin)
         self._waiting: dict[str, asyncio.Future[Status]] = {}
         self.equivalence = EquivalenceCache()
+        self.tables = ClassTables()
 
     def plugin(self, name: str) -> object | None:
         return next((p for p in self.plugins if getattr(p, "name", None) == name), None)
@@ -154,10 +168,13 @@ class Framework:
 
     def schedule(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo], *,
                  start: int = 0, all_nodes: bool = False,
-                 nominated: dict[str, list[PodInfo]] | None = None) -> Placement:
+                 nominated: dict[str, list[PodInfo]] | None = None,
+                 cache: ChangeLog | None = None) -> Placement:
         """Filter nodes from `start` round-robin until enough are feasible, score them,
         pick the best (ties at random, as kube-scheduler). `all_nodes` filters and
-        scores every node, for explanations."""
+        scores every node, for explanations. Given the scheduler's `cache` (whose
+        node list `nodes` must be), a pod of a node-local class is placed from its
+        class table when that can answer."""
         placement = Placement(pod=pod, total_nodes=len(nodes))
         status = self.run_pre_filter(state, pod)
         if not status.ok:
@@ -172,6 +189,11 @@ class Framework:
         filters = [p.filter for p in active]
         memo = None
         if not all_nodes and all(p.name in NODE_LOCAL for p in active):
+            if cache is not None and not nominated and self.scorers and total:
+                found = self._choose_alike(state, pod, active, cache, start % total, wanted)
+                if found is not None:
+                    placement.chosen, placement.looked_at = found
+                    return placement
             memo = self.equivalence.results(pod)
         filtered = placement.filtered
         feasible_infos: list[NodeInfo] = []
@@ -206,6 +228,35 @@ class Framework:
         placement.totals = self.score(state, pod, feasible_infos, placement, memo=memo)
         placement.chosen = select_host(placement.totals)
         return placement
+
+    def _choose_alike(self, state: CycleState, pod: PodInfo, filters: list[FilterPlugin],
+                      cache: ChangeLog, start: int, wanted: int) -> tuple[str, int] | None:
+        """(node, nodes examined) from the pod's class table, or None when the full
+        cycle must run: a score plugin that is not node-local scores this pod, a
+        normalising plugin's scores differ between nodes, or no node fits."""
+        nodes = cache.node_list()
+        for plugin in self.pre_scores:
+            if plugin.name in NODE_LOCAL:
+                if plugin.pre_score(state, pod, nodes).code is Code.SKIP:
+                    state.skip_score.add(plugin.name)
+            elif getattr(plugin, "scores_pod", None) is None or plugin.scores_pod(pod):
+                return None
+            else:
+                state.skip_score.add(plugin.name)
+        scorers = [s for s in self.scorers if s[0].name not in state.skip_score]
+        if not all(plugin.name in NODE_LOCAL for plugin, _, _ in scorers):
+            return None
+        columns = Columns(
+            filters=[p.filter for p in filters], scores=[p.score for p, _, _ in scorers],
+            plain=[(c, w) for c, (_, normalise, w) in enumerate(scorers) if not normalise],
+            normalised=[c for c, (_, normalise, _) in enumerate(scorers) if normalise])
+        key = (equivalence_key(pod), tuple(p.name for p in filters),
+               tuple(p.name for p, _, _ in scorers))
+        table = self.tables.table(key, state, pod, columns, cache)
+        if not table.feasible_count or any(len(v) > 1 for v in table.values):
+            return None
+        span = examined(table.feasible, start, wanted, table.feasible_count)
+        return nodes[best(table.totals, start, span)].name, span
 
     def _filter_with_nominated(self, state: CycleState, pod: PodInfo, info: NodeInfo,
                                nominated: list[PodInfo]) -> Status:

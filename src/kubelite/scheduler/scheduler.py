@@ -216,8 +216,9 @@ class Scheduler:
                 return placement
             state = CycleState()
         start = self._next_start % len(nodes) if nodes else 0
-        placement = fw.schedule(state, info, nodes, start=start, nominated=nominated)
-        self._next_start = start + len(placement.filtered)
+        placement = fw.schedule(state, info, nodes, start=start, nominated=nominated,
+                                cache=self.cache)
+        self._next_start = start + placement.examined
         return placement
 
     async def schedule_one(self, queued: QueuedPod) -> None:

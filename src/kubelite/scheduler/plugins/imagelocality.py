@@ -29,9 +29,12 @@ class ImageLocality:
         # image -> number of nodes holding it, kept by the cache
         self.image_nodes = image_nodes
 
+    def scores_pod(self, pod: PodInfo) -> bool:
+        """Whether PreScore would run for the pod: some node has one of its images."""
+        return any(self.image_nodes.get(i, 0) > 0 for i in _images(pod))
+
     def pre_score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> Status:
-        containers = (pod.spec.get("initContainers") or []) + (pod.spec.get("containers") or [])
-        images = [normalized_image(c.get("image") or "") for c in containers]
+        images = _images(pod)
         if not any(self.image_nodes.get(i, 0) > 0 for i in images):
             return SKIP
         state.data[_IMAGES] = (images, len(pod.spec.get("containers") or []))
@@ -48,3 +51,8 @@ class ImageLocality:
         top = MAX_CONTAINER_THRESHOLD * max(containers, 1)
         total = min(max(total, MIN_THRESHOLD), top)
         return MAX_NODE_SCORE * (total - MIN_THRESHOLD) // (top - MIN_THRESHOLD)
+
+
+def _images(pod: PodInfo) -> list[str]:
+    containers = (pod.spec.get("initContainers") or []) + (pod.spec.get("containers") or [])
+    return [normalized_image(c.get("image") or "") for c in containers]

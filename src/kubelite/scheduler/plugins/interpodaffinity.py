@@ -133,6 +133,11 @@ class InterPodAffinity:
 
     # ---- score ---------------------------------------------------------------------
 
+    def scores_pod(self, pod: PodInfo) -> bool:
+        """Whether PreScore would run: the pod or some pod placed has affinity terms."""
+        return bool(pod.preferred_affinity or pod.preferred_anti_affinity) \
+            or self._any_existing()
+
     def pre_score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> Status:
         own = bool(pod.preferred_affinity or pod.preferred_anti_affinity)
         if not own and not self._any_existing():

@@ -166,6 +166,11 @@ class PodTopologySpread:
 
     # ---- score ---------------------------------------------------------------------
 
+    def scores_pod(self, pod: PodInfo) -> bool:
+        """Whether PreScore would run: the pod has soft spread constraints (its own or
+        the cluster's defaults)."""
+        return bool(self.constraints(pod, hard=False))
+
     def pre_score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> Status:
         constraints = self.constraints(pod, hard=False)
         if not constraints:

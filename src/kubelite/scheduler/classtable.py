@@ -1,0 +1,187 @@
+"""Scheduling alike pods in time that does not grow with the cluster.
+
+Even with the equivalence memo, a cycle walks the few hundred nodes that
+`percentageOfNodesToScore` asks for, and at 5,000 nodes those Python loops are
+most of a cycle. For an equivalence class whose every running plugin is node-local
+(see equivalence.py), a `ClassTable` keeps the answer of each node in flat arrays
+in the cache's node order: feasible or not, and the weighted total of its scores.
+A cycle then only recomputes the nodes the cache logged as changed since the
+table last looked (usually the node the previous pod was assumed on), and finds
+the window of the first `wanted` feasible nodes from the round-robin start and
+the best total in it with C-level slices, counts and max.
+
+The choice is the one the full cycle makes: the same window of nodes, the same
+best total, ties broken uniformly at random. The table answers only when every
+plugin that normalises its scores gave all feasible nodes the same raw score, so
+that normalisation adds one constant to every total and cannot change the best
+node; otherwise (and when no node fits, whose reasons must be reported) the
+framework takes the full path.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import compress
+from typing import Protocol
+
+from kubelite.scheduler.framework import SUCCESS, CycleState, Status
+from kubelite.scheduler.nodeinfo import NodeInfo, PodInfo
+
+Filter = Callable[[CycleState, PodInfo, NodeInfo], Status]
+Score = Callable[[CycleState, PodInfo, NodeInfo], int]
+# How many classes keep a table at once (least recently used first out).
+DEFAULT_TABLES = 8
+
+
+class ChangeLog(Protocol):
+    """What the table reads of the scheduler's cache."""
+
+    layout: int
+
+    def node_list(self) -> list[NodeInfo]: ...
+
+    def changes_since(self, position: int) -> Sequence[str] | None: ...
+
+    @property
+    def changes_end(self) -> int: ...
+
+
+@dataclass(slots=True)
+class ClassTable:
+    layout: int
+    position: int
+    index: dict[str, int]
+    generations: list[int]
+    feasible: bytearray
+    # weighted sum of the scores that need no normalisation; -1 where infeasible
+    totals: list[int]
+    # per normalising score plugin: its raw score by node, and how many feasible
+    # nodes have each value
+    raw: list[list[int]]
+    values: list[Counter[int]]
+    feasible_count: int = 0
+
+
+@dataclass(slots=True)
+class Columns:
+    """The cycle's filters and scores, as the table computes them."""
+
+    filters: list[Filter]
+    scores: list[Score]
+    # (column, weight) of the scores summed as they are, and the columns normalised
+    plain: list[tuple[int, int]]
+    normalised: list[int]
+
+
+@dataclass
+class ClassTables:
+    tables: int = DEFAULT_TABLES
+    _tables: OrderedDict[tuple[object, ...], ClassTable] = field(default_factory=OrderedDict)
+
+    def __len__(self) -> int:
+        return len(self._tables)
+
+    def table(self, key: tuple[object, ...], state: CycleState, pod: PodInfo,
+              columns: Columns, cache: ChangeLog) -> ClassTable:
+        """The class's table, brought up to date with the cache."""
+        table = self._tables.get(key)
+        nodes = cache.node_list()
+        changed = (cache.changes_since(table.position)
+                   if table is not None and table.layout == cache.layout else None)
+        if table is None or changed is None:
+            table = self._build(state, pod, columns, cache)
+            self._tables[key] = table
+            while len(self._tables) > self.tables:
+                self._tables.popitem(last=False)
+        else:
+            self._tables.move_to_end(key)
+            generations = table.generations
+            index = table.index
+            for name in changed:
+                position = index[name]
+                info = nodes[position]
+                if info.generation != generations[position]:
+                    _compute(table, position, info, state, pod, columns)
+            table.position = cache.changes_end
+        return table
+
+    def _build(self, state: CycleState, pod: PodInfo, columns: Columns,
+               cache: ChangeLog) -> ClassTable:
+        nodes = cache.node_list()
+        size = len(nodes)
+        table = ClassTable(
+            layout=cache.layout, position=cache.changes_end,
+            index={info.name: i for i, info in enumerate(nodes)},
+            generations=[0] * size, feasible=bytearray(size), totals=[-1] * size,
+            raw=[[0] * size for _ in columns.normalised],
+            values=[Counter() for _ in columns.normalised])
+        for position, info in enumerate(nodes):
+            _compute(table, position, info, state, pod, columns)
+        return table
+
+
+def _compute(table: ClassTable, position: int, info: NodeInfo, state: CycleState,
+             pod: PodInfo, columns: Columns) -> None:
+    status = SUCCESS
+    for fn in columns.filters:
+        status = fn(state, pod, info)
+        if status is not SUCCESS and not status.ok:
+            break
+    fits = status is SUCCESS or status.ok
+    if table.feasible[position]:
+        table.feasible_count -= 1
+        for raw, values in zip(table.raw, table.values):
+            old = raw[position]
+            values[old] -= 1
+            if not values[old]:
+                del values[old]
+    if fits:
+        row = [fn(state, pod, info) for fn in columns.scores]
+        table.totals[position] = sum(row[column] * weight for column, weight in columns.plain)
+        for raw, values, column in zip(table.raw, table.values, columns.normalised):
+            raw[position] = row[column]
+            values[row[column]] += 1
+        table.feasible_count += 1
+    else:
+        table.totals[position] = -1
+    table.feasible[position] = fits
+    table.generations[position] = info.generation
+
+
+def examined(feasible: bytearray, start: int, wanted: int, count: int) -> int:
+    """How many nodes, from `start` round-robin, hold the first `wanted` feasible ones
+    (all of them when fewer are feasible)."""
+    size = len(feasible)
+    if count <= wanted:
+        return size
+    if count == size:
+        return wanted
+
+    def found(span: int) -> int:
+        end = start + span
+        if end <= size:
+            return feasible.count(1, start, end)
+        return feasible.count(1, start, size) + feasible.count(1, 0, end - size)
+
+    low, high = wanted, size
+    while low < high:
+        middle = (low + high) // 2
+        if found(middle) >= wanted:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def best(totals: list[int], start: int, span: int) -> int:
+    """The position of the highest total among `span` nodes from `start` round-robin,
+    ties broken uniformly at random as kube-scheduler's selectHost."""
+    size = len(totals)
+    end = start + span
+    window = totals[start:end] if end <= size else totals[start:] + totals[:end - size]
+    top = max(window)
+    ties = list(compress(range(len(window)), map(top.__eq__, window)))
+    return (start + (ties[0] if len(ties) == 1 else random.choice(ties))) % size
