@@ -17,6 +17,7 @@ declares no list type.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -293,9 +294,9 @@ def _cmp_value(
     sub_changed: Tree = {}
     sub_removed: Tree = {}
     if old is _MISSING:
-        _cmp_composite({} if new_kind == "map" else [], new, prop, sub_changed, sub_removed)
-        member = granular or not required and (new_kind == "list" or not new or not is_struct(prop))
-        _put(changed, element, member, sub_changed)
+        node = _added(new, new_kind, prop, granular=granular, required=required)
+        if node is not None:
+            changed[element] = node
     elif new is _MISSING:
         _cmp_composite(old, {} if old_kind == "map" else [], prop, sub_changed, sub_removed)
         _put(removed, element, True, sub_removed)
@@ -303,6 +304,44 @@ def _cmp_value(
         _cmp_composite(old, new, prop, sub_changed, sub_removed)
         _put(changed, element, False, sub_changed)
         _put(removed, element, False, sub_removed)
+
+
+# Sets of wholly new values (what every create compares), by schema node and value:
+# a burst of alike objects (a Deployment's pods, a scheduler's Events) repeats the
+# same specs, whose walks are most of the cost of a create's managedFields. Each
+# entry holds its schema node, so that an id cannot be mistaken while cached, and
+# its normalised form for `normalize`. Sets are never changed in place, so a
+# cached one is shared safely.
+_ADDED: OrderedDict[tuple[int, bool, bool, bytes], tuple[Schema, Tree | None]] = OrderedDict()
+# id -> (cached set, its normalised form once asked for)
+_NORMALIZED: dict[int, tuple[Tree, Tree | None]] = {}
+_ADDED_LIMIT = 4096
+
+
+def _added(new: Any, kind: str, prop: Schema, *, granular: bool, required: bool) -> Tree | None:
+    """The node of `new` appearing where there was nothing: None or a member set."""
+    try:
+        key: tuple[int, bool, bool, bytes] | None = (id(prop), granular, required,
+                                                     orjson.dumps(new))
+    except (TypeError, orjson.JSONEncodeError):
+        key = None
+    if key is not None:
+        hit = _ADDED.get(key)
+        if hit is not None and hit[0] is prop:
+            return hit[1]
+    sub_changed: Tree = {}
+    _cmp_composite({} if kind == "map" else [], new, prop, sub_changed, {})
+    member = granular or not required and (kind == "list" or not new or not is_struct(prop))
+    node = _make(member, sub_changed)
+    if key is not None:
+        _ADDED[key] = (prop, node)
+        if node:
+            _NORMALIZED[id(node)] = (node, None)
+        if len(_ADDED) > _ADDED_LIMIT:
+            _, (_, dropped) = _ADDED.popitem(last=False)
+            if dropped:
+                _NORMALIZED.pop(id(dropped), None)
+    return node
 
 
 def _cmp_composite(old: Any, new: Any, prop: Schema, changed: Tree, removed: Tree) -> None:
@@ -415,6 +454,15 @@ def without_fields(tree: Tree, names: tuple[str, ...]) -> Tree:
 
 def normalize(tree: Tree) -> Tree:
     """Order a set as the apiserver serializes it: `.`, then fields, keys, values, indices."""
+    known = _NORMALIZED.get(id(tree))
+    if known is not None and known[0] is tree:
+        if known[1] is None:
+            _NORMALIZED[id(tree)] = (tree, _normalize(tree))
+        return _NORMALIZED[id(tree)][1]  # type: ignore[return-value]
+    return _normalize(tree)
+
+
+def _normalize(tree: Tree) -> Tree:
     return {k: (v if k == MEMBER else normalize(v)) for k, v in sorted(tree.items(), key=_order)}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -30,8 +31,17 @@ Obj = dict[str, Any]
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
+_now_cache: tuple[int, str] = (0, "")
+
+
 def now_rfc3339() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The time in whole seconds, as Kubernetes writes timestamps; formatted once a
+    second, since every write asks for it."""
+    global _now_cache
+    second = int(time.time())
+    if second != _now_cache[0]:
+        _now_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
+    return _now_cache[1]
 
 
 def generate_name(prefix: str) -> str:
