@@ -77,6 +77,7 @@ class HollowNodes:
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: set[asyncio.Task[None]] = set()
         self._limit = asyncio.Semaphore(64)
+        self._leases: dict[str, Obj] = {}
 
     async def _register(self, index: int) -> None:
         node = node_object(self.spec, index)
@@ -88,16 +89,31 @@ class HollowNodes:
                 await self.client.update_status(NODES, {**current, "status": node["status"]})
 
     async def _renew_one(self, name: str, duration: int) -> None:
+        """As a kubelet: PUT the Lease last seen with a new renewTime (a JSON update,
+        the cheapest write), created on first renewal and read again on conflict."""
         now = now_utc().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                 "metadata": {"name": name, "namespace": "kube-node-lease"},
-                 "spec": {"holderIdentity": name, "leaseDurationSeconds": duration,
-                          "renewTime": now}}
+        spec = {"holderIdentity": name, "leaseDurationSeconds": duration, "renewTime": now}
+        lease = self._leases.get(name)
         async with self._limit:
-            with contextlib.suppress(ClientError):
-                await self.client.patch(LEASES, name, lease, patch_type="apply",
-                                        namespace="kube-node-lease",
-                                        field_manager="kubelite-hollow", force=True)
+            try:
+                if lease is None:
+                    lease = await self.client.create(LEASES, {
+                        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                        "metadata": {"name": name, "namespace": "kube-node-lease"},
+                        "spec": spec}, namespace="kube-node-lease")
+                else:
+                    lease = await self.client.update(
+                        LEASES, {**lease, "spec": {**lease.get("spec", {}), **spec}},
+                        namespace="kube-node-lease")
+                self._leases[name] = lease
+            except AlreadyExists:
+                self._leases[name] = await self.client.get(LEASES, name, "kube-node-lease")
+            except Conflict:
+                self._leases.pop(name, None)
+                with contextlib.suppress(ClientError):
+                    self._leases[name] = await self.client.get(LEASES, name, "kube-node-lease")
+            except ClientError as exc:
+                log.debug("renewing the lease of %s: %s", name, exc)
 
     async def _renew(self) -> None:
         # A kubelet renews every quarter of the lease duration.
