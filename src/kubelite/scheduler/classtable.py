@@ -133,7 +133,7 @@ def _compute(table: ClassTable, position: int, info: NodeInfo, state: CycleState
     fits = status is SUCCESS or status.ok
     if table.feasible[position]:
         table.feasible_count -= 1
-        for raw, values in zip(table.raw, table.values):
+        for raw, values in zip(table.raw, table.values, strict=True):
             old = raw[position]
             values[old] -= 1
             if not values[old]:
@@ -141,7 +141,8 @@ def _compute(table: ClassTable, position: int, info: NodeInfo, state: CycleState
     if fits:
         row = [fn(state, pod, info) for fn in columns.scores]
         table.totals[position] = sum(row[column] * weight for column, weight in columns.plain)
-        for raw, values, column in zip(table.raw, table.values, columns.normalised):
+        for raw, values, column in zip(table.raw, table.values, columns.normalised,
+                                       strict=True):
             raw[position] = row[column]
             values[row[column]] += 1
         table.feasible_count += 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from typing import Any
 
@@ -178,9 +179,20 @@ class Scheduler:
             if self.cache.remove_pod(key) is not None:
                 self.queue.move("PodDelete")
             return
-        self.cache.add_pod(PodInfo.of(pod, priority=self._priority(pod)),
-                           pod["spec"]["nodeName"])
+        self.cache.add_pod(self._pod_info(pod, key), pod["spec"]["nodeName"])
         self.queue.move(event)
+
+    def _pod_info(self, pod: Obj, key: str) -> PodInfo:
+        """The PodInfo of a pod seen placed. When it is one this scheduler assumed and
+        the binding is all that changed, the assumed PodInfo is reused: parsing
+        requests and affinity terms again was most of the cost of that update."""
+        if self.cache.is_assumed(key):
+            node = self.cache.node(pod["spec"]["nodeName"])
+            assumed = node.pods.get(key) if node is not None else None
+            if assumed is not None and assumed.spec == pod.get("spec") \
+                    and assumed.labels == (pod["metadata"].get("labels") or {}):
+                return dataclasses.replace(assumed, pod=pod)
+        return PodInfo.of(pod, priority=self._priority(pod))
 
     def _pod_deleted(self, pod: Obj) -> None:
         key = pod_key(pod)
