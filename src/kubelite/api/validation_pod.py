@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubelite.api.cleancache import CleanCache
 from kubelite.api.errors import Cause
 from kubelite.api.validation_meta import validate_labels
 from kubelite.api.validation_values import (
@@ -35,9 +36,23 @@ TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 _PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 
 
+# Pod specs (by path and value) validated without a finding.
+_CLEAN = CleanCache()
+
+
 def validate_pod_spec(spec: Any, path: str, out: list[Cause]) -> None:
     if not isinstance(spec, dict):
         return
+    key = _CLEAN.key(spec, tag=path)
+    if _CLEAN.is_clean(key):
+        return
+    before = len(out)
+    _validate_pod_spec(spec, path, out)
+    if len(out) == before:
+        _CLEAN.add(key)
+
+
+def _validate_pod_spec(spec: dict[str, Any], path: str, out: list[Cause]) -> None:
     volumes = _validate_volumes(spec.get("volumes"), f"{path}.volumes", out)
     containers = spec.get("containers")
     if not containers:

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from kubelite.api import schemas
+from kubelite.api.cleancache import CleanCache
 from kubelite.api.errors import Cause
 from kubelite.api.validation_values import (
     FIELD_TYPE_INVALID,
@@ -167,6 +168,10 @@ def _decode_error(found: SchemaFindings, node: _Node, value: Any, path: str, own
     )
 
 
+# Objects a walk found nothing in, by schema node and value.
+_CLEAN = CleanCache()
+
+
 def _walk(node: _Node, value: Any, path: str, owner: str, found: SchemaFindings) -> None:
     code = node.code
     vtype = type(value)
@@ -174,17 +179,34 @@ def _walk(node: _Node, value: Any, path: str, owner: str, found: SchemaFindings)
         if vtype is not dict:
             _decode_error(found, node, value, path, owner)
             return
-        props = node.props
-        for key, sub in value.items():
-            child = props.get(key) or node.extra
-            if child is None:
-                found.unknown.append(_join(path, key))
-            elif sub is not None:
-                _walk(child, sub, _join(path, key), node.owner, found)
-        for name in node.required:
-            if value.get(name) is None:
-                found.causes.append(required(_join(path, name)))
-    elif code == _STR:
+        key = _CLEAN.key(value, owner=node)
+        if _CLEAN.is_clean(key, owner=node):
+            return
+        before = len(found.decode) + len(found.unknown) + len(found.causes)
+        _walk_object(node, value, path, found)
+        if before == len(found.decode) + len(found.unknown) + len(found.causes):
+            _CLEAN.add(key, owner=node)
+        return
+    _walk_value(node, value, path, owner, found)
+
+
+def _walk_object(node: _Node, value: dict[str, Any], path: str, found: SchemaFindings) -> None:
+    props = node.props
+    for key, sub in value.items():
+        child = props.get(key) or node.extra
+        if child is None:
+            found.unknown.append(_join(path, key))
+        elif sub is not None:
+            _walk(child, sub, _join(path, key), node.owner, found)
+    for name in node.required:
+        if value.get(name) is None:
+            found.causes.append(required(_join(path, name)))
+
+
+def _walk_value(node: _Node, value: Any, path: str, owner: str, found: SchemaFindings) -> None:
+    code = node.code
+    vtype = type(value)
+    if code == _STR:
         if vtype is not str:
             _decode_error(found, node, value, path, owner)
         elif node.enum is not None and value not in node.enum:

@@ -221,26 +221,10 @@ async def handle_watch(request: web.Request, t: Target) -> web.StreamResponse:
         await response.write(orjson.dumps({"type": kind, "object": body}) + b"\n")
 
     last_rv = since
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    iterator = stream.__aiter__()
-    try:
-        for obj in initial:
-            await send("ADDED", obj)
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            wait = min(remaining, BOOKMARK_INTERVAL) if bookmarks else remaining
-            try:
-                event = await asyncio.wait_for(iterator.__anext__(), wait)
-            except TimeoutError:
-                if bookmarks and loop.time() < deadline:
-                    await send("BOOKMARK", {"kind": t.res.kind, "apiVersion": t.res.api_version,
-                                            "metadata": {"resourceVersion": str(last_rv)}})
-                continue
-            except StopAsyncIteration:
-                break
+
+    async def pump() -> None:
+        nonlocal last_rv
+        async for event in stream:
             last_rv = event.revision
             if match is None and not table:
                 if name is None or event.key.rsplit("/", 1)[-1] == name:
@@ -249,6 +233,29 @@ async def handle_watch(request: web.Request, t: Target) -> web.StreamResponse:
             seen = _filter(event, match, name)
             if seen is not None:
                 await send(*seen)
+
+    # One task reads the stream for the watch's life, while this one only wakes for
+    # bookmarks and the timeout: no task or timer per event, and a bookmark never
+    # interrupts the stream.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    reader: asyncio.Task[None] | None = None
+    try:
+        for obj in initial:
+            await send("ADDED", obj)
+        reader = asyncio.create_task(pump())
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            wait = min(remaining, BOOKMARK_INTERVAL) if bookmarks else remaining
+            done, _ = await asyncio.wait((reader,), timeout=wait)
+            if done:
+                reader.result()
+                break
+            if bookmarks and loop.time() < deadline:
+                await send("BOOKMARK", {"kind": t.res.kind, "apiVersion": t.res.api_version,
+                                        "metadata": {"resourceVersion": str(last_rv)}})
     except store_errors.Compacted as exc:
         gone = errors.gone(f"too old resource version: {exc.requested} ({exc.compacted})")
         with contextlib.suppress(ConnectionError):
@@ -256,8 +263,12 @@ async def handle_watch(request: web.Request, t: Target) -> web.StreamResponse:
     except ConnectionError:
         pass
     finally:
+        if reader is not None and not reader.done():
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
         with contextlib.suppress(Exception):
-            await iterator.aclose()  # type: ignore[attr-defined]
+            await stream.aclose()  # type: ignore[attr-defined]
     with contextlib.suppress(ConnectionError):
         await response.write_eof()
     return response
