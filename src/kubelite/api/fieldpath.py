@@ -312,7 +312,8 @@ def _cmp_value(
 # entry holds its schema node, so that an id cannot be mistaken while cached, and
 # its normalised form for `normalize`. Sets are never changed in place, so a
 # cached one is shared safely.
-_ADDED: OrderedDict[tuple[int, bool, bool, bytes], tuple[Schema, Tree | None]] = OrderedDict()
+_ADDED: OrderedDict[tuple[int, bool, bool, bytes | tuple[str, ...]],
+                    tuple[Schema, Tree | None]] = OrderedDict()
 # id -> (cached set, its normalised form once asked for)
 _NORMALIZED: dict[int, tuple[Tree, Tree | None]] = {}
 _ADDED_LIMIT = 4096
@@ -320,11 +321,16 @@ _ADDED_LIMIT = 4096
 
 def _added(new: Any, kind: str, prop: Schema, *, granular: bool, required: bool) -> Tree | None:
     """The node of `new` appearing where there was nothing: None or a member set."""
-    try:
-        key: tuple[int, bool, bool, bytes] | None = (id(prop), granular, required,
-                                                     orjson.dumps(new))
-    except (TypeError, orjson.JSONEncodeError):
-        key = None
+    key: tuple[int, bool, bool, bytes | tuple[str, ...]] | None
+    if kind == "map" and not any(isinstance(v, (dict, list)) for v in new.values()):
+        # A map of plain values (metadata, an object reference) owns one field per
+        # key whatever the values: unique names and uids still share an entry.
+        key = (id(prop), granular, required, tuple(new))
+    else:
+        try:
+            key = (id(prop), granular, required, orjson.dumps(new))
+        except (TypeError, orjson.JSONEncodeError):
+            key = None
     if key is not None:
         hit = _ADDED.get(key)
         if hit is not None and hit[0] is prop:
