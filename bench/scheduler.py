@@ -159,6 +159,8 @@ async def main() -> None:
                     async with s.get(url) as r:
                         async for line in r.content:
                             if b'"nodeName":"' not in line:
+                                if line.startswith(b'{"type":"ERROR"'):
+                                    raise SystemExit(f"the benchmark's watch ended: {line!r}")
                                 continue
                             found = BOUND_NAME.search(line)
                             name = found.group(1).decode() if found else ""
@@ -188,8 +190,12 @@ async def main() -> None:
                 create_s = time.perf_counter() - t0
                 print(f"created {args.pods} pods in {create_s:.1f}s, {len(bound)} bound",
                       file=sys.stderr, flush=True)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(done.wait(), args.timeout)
+                waiting = asyncio.create_task(done.wait())
+                await asyncio.wait((watcher, waiting), timeout=args.timeout,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                waiting.cancel()
+                if watcher.done():
+                    watcher.result()  # a watch that ended early fails the run
                 watcher.cancel()
                 cpu = (cpu_seconds(proc.pid) - cpu0[0], cpu_seconds(scheduler_pid) - cpu0[1],
                        time.process_time() - cpu0[2])

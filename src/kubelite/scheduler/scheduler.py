@@ -351,6 +351,11 @@ class Scheduler:
                     log.exception("scheduling %s failed", queued.key)
                     self.cache.forget(queued.key)
                     self.queue.backoff(queued)
+                # A cycle that places its pod never waits, and neither does popping a
+                # full queue: yield, so that informers keep reading their watches (a
+                # watch left unread for long is cut by the server) and the bindings
+                # spawned so far get under way while the queue drains.
+                await asyncio.sleep(0)
         finally:
             flusher.cancel()
             for task in [flusher, *self._tasks]:
