@@ -12,6 +12,7 @@ from kubelite.client.informer import (
     index_by_node_name,
     object_key,
     split_key,
+    strip_managed_fields,
 )
 
 from . import FakeAPIServer
@@ -276,3 +277,26 @@ async def test_factory_shares_informers(client: Client, server: FakeAPIServer) -
         await factory.wait_for_sync()
     assert first.cache.keys() == ["x/a"]
     await factory.stop()
+
+
+async def test_a_factory_transform_strips_managed_fields_from_listed_and_watched_objects(
+        client, server) -> None:
+    managed = [{"manager": "kubectl", "operation": "Update", "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:spec": {}}}]
+    listed = pod("a")
+    listed["metadata"]["managedFields"] = managed
+    server.put(POD, listed)
+    factory = InformerFactory(client, transform=strip_managed_fields)
+    informer = factory.informer(POD)
+    await running(informer)
+    assert "managedFields" not in informer.get("default/a")["metadata"]
+    await server.wait_for_watchers()
+    watched = pod("b")
+    watched["metadata"]["managedFields"] = managed
+    server.put(POD, watched)
+    async with asyncio.timeout(5):
+        while informer.get("default/b") is None:
+            await asyncio.sleep(0.01)
+    assert "managedFields" not in informer.get("default/b")["metadata"]
+    assert informer.get("default/b")["metadata"]["labels"] == {"app": "x"}
+    await informer.stop()

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from kubelite.client import Client, InformerFactory, load_kubeconfig
+from kubelite.client import Client, InformerFactory, load_kubeconfig, strip_managed_fields
 from kubelite.scheduler.config import SchedulerConfiguration, load_config
 from kubelite.scheduler.scheduler import Scheduler
 
@@ -31,7 +31,7 @@ async def run(args: argparse.Namespace) -> int:
 
     async def serve(stop: asyncio.Event) -> int:
         async with Client(client_config, user_agent="kubelite-scheduler") as client:
-            factory = InformerFactory(client)
+            factory = InformerFactory(client, transform=strip_managed_fields)
             scheduler = Scheduler(client, factory, config=config)
             factory.start()
             task = asyncio.create_task(scheduler.run())

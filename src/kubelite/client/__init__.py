@@ -34,6 +34,7 @@ from kubelite.client.informer import (
     index_by_node_name,
     object_key,
     split_key,
+    strip_managed_fields,
 )
 from kubelite.client.kubeconfig import (
     ClientConfig,
@@ -68,6 +69,7 @@ __all__ = [
     "Gone",
     "Informer",
     "InformerFactory",
+    "strip_managed_fields",
     "InternalError",
     "Invalid",
     "ItemExponentialFailureRateLimiter",

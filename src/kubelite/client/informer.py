@@ -359,12 +359,25 @@ class Informer:
                         self._call(h.on_update, obj, obj)
 
 
-class InformerFactory:
-    """Shares one informer per (resource, namespace, selectors) among components."""
+def strip_managed_fields(obj: Obj) -> Obj:
+    """An informer transform, as kube-scheduler and kube-controller-manager use: no
+    component reads managedFields from its caches, and they are a third of a pod's
+    memory there. An update sent without them keeps the stored ones."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return obj
 
-    def __init__(self, client: Any, *, resync: float | None = None) -> None:
+
+class InformerFactory:
+    """Shares one informer per (resource, namespace, selectors) among components;
+    `transform` is applied to every object each of them caches."""
+
+    def __init__(self, client: Any, *, resync: float | None = None,
+                 transform: Callable[[Obj], Obj] | None = None) -> None:
         self.client = client
         self.resync = resync
+        self.transform = transform
         self._informers: dict[tuple[Any, ...], Informer] = {}
 
     def informer(
@@ -386,6 +399,7 @@ class InformerFactory:
                 label_selector=label_selector,
                 field_selector=field_selector,
                 resync=self.resync,
+                transform=self.transform,
             )
             self._informers[key] = inf
         if indexers:

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 
-from kubelite.client import Client, InformerFactory
+from kubelite.client import Client, InformerFactory, strip_managed_fields
 from kubelite.controllers.cronjob import CronJobController
 from kubelite.controllers.daemonset import DaemonSetController
 from kubelite.controllers.deployment import DeploymentController
@@ -50,7 +50,7 @@ class ControllerManager:
     def __init__(self, client: Client, *, scheduler: bool = True,
                  cluster_cidr: str = DEFAULT_CLUSTER_CIDR) -> None:
         self.client = client
-        self.factory = InformerFactory(client)
+        self.factory = InformerFactory(client, transform=strip_managed_fields)
         # The node IPAM controller alone takes an option (kube-controller-manager's --cluster-cidr).
         self.controllers = [cls(client, self.factory, cluster_cidr=cluster_cidr)
                             if cls is NodeIPAMController else cls(client, self.factory)
