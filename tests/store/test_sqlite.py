@@ -313,3 +313,22 @@ async def test_history_matches_a_model_across_compactions_and_restarts(
         assert event.value == after.get(event.key, before.get(event.key))
         assert event.prev == before.get(event.key)
     await store.close()
+
+
+async def test_a_watcher_behind_gets_what_was_buffered_in_one_batch(tmp_path: Path) -> None:
+    async with SqliteStore(tmp_path / "store.db", compact_interval=0) as store:
+        await store.create("/pods/old", b"v")
+        batches = store.watch_batches("/pods/", since_revision=0)
+        # the history first, as it stands when the watch begins
+        assert [e.key for e in await anext(batches)] == ["/pods/old"]
+        live = asyncio.create_task(anext(batches))
+        await asyncio.sleep(0.05)
+        await store.create("/pods/a", b"v")
+        assert [e.key for e in await asyncio.wait_for(live, 5)] == ["/pods/a"]
+        # not read while three writes land: all three come as one batch, in order
+        await asyncio.gather(*(store.create(f"/pods/{n}", b"v") for n in "bcd"))
+        await store.create("/other/x", b"v")
+        batch = await asyncio.wait_for(anext(batches), 5)
+        assert sorted(e.key for e in batch) == ["/pods/b", "/pods/c", "/pods/d"]
+        assert [e.revision for e in batch] == sorted(e.revision for e in batch)
+        await batches.aclose()  # type: ignore[attr-defined]

@@ -198,8 +198,10 @@ class Objects:
                 return items, revision, None
             cursor = page.items[-1].key
 
-    def watch(self, res: Resource, namespace: str | None, since: int) -> AsyncIterator[Event]:
-        return self.store.watch(res.key_prefix(namespace), since_revision=since)
+    def watch(self, res: Resource, namespace: str | None, since: int
+              ) -> AsyncIterator[list[Event]]:
+        """Events after `since`, in batches of those at hand."""
+        return self.store.watch_batches(res.key_prefix(namespace), since_revision=since)
 
     # ---- writes --------------------------------------------------------------------
 

@@ -224,15 +224,19 @@ async def handle_watch(request: web.Request, t: Target) -> web.StreamResponse:
 
     async def pump() -> None:
         nonlocal last_rv
-        async for event in stream:
-            last_rv = event.revision
+        async for batch in stream:
+            last_rv = batch[-1].revision
             if match is None and not table:
-                if name is None or event.key.rsplit("/", 1)[-1] == name:
-                    await response.write(_line(event))
+                # A watcher behind by several events gets them in one write.
+                lines = [_line(event) for event in batch
+                         if name is None or event.key.rsplit("/", 1)[-1] == name]
+                if lines:
+                    await response.write(b"".join(lines))
                 continue
-            seen = _filter(event, match, name)
-            if seen is not None:
-                await send(*seen)
+            for event in batch:
+                seen = _filter(event, match, name)
+                if seen is not None:
+                    await send(*seen)
 
     # One task reads the stream for the watch's life, while this one only wakes for
     # bookmarks and the timeout: no task or timer per event, and a bookmark never

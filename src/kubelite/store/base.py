@@ -101,5 +101,9 @@ class Store(Protocol):
         then live ones until the iterator is closed or the store closes.
         Raises Compacted (on first iteration) when since_revision is too old."""
 
+    def watch_batches(self, prefix: str, *, since_revision: int) -> AsyncIterator[list[Event]]:
+        """The events of `watch`, in lists of those at hand when the consumer asks:
+        a consumer behind by many events gets them in one piece."""
+
     async def compact(self, revision: int) -> None:
         """Drop history at or below `revision` (the newest value of each key is kept)."""

@@ -41,7 +41,7 @@ from kubelite.store.errors import (
     RevisionMismatch,
     StoreError,
 )
-from kubelite.store.watchers import EventWindow, Fanout, stream
+from kubelite.store.watchers import EventWindow, Fanout, flatten, stream
 
 log = logging.getLogger(__name__)
 
@@ -509,6 +509,10 @@ class SqliteStore:
     def watch(self, prefix: str, *, since_revision: int) -> AsyncIterator[Event]:
         """See Store.watch. Ends when the store closes; a watcher that falls more than
         `watch_buffer` events behind raises `WatchTooSlow` (a Compacted): relist."""
+        return flatten(self.watch_batches(prefix, since_revision=since_revision))
+
+    def watch_batches(self, prefix: str, *, since_revision: int) -> AsyncIterator[list[Event]]:
+        """See Store.watch_batches."""
         self._check_open()
         return stream(
             prefix,

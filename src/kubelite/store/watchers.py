@@ -102,19 +102,22 @@ class Watcher:
             self._error = error
         self._wake()
 
-    async def next(self) -> Event | None:
-        """The next live event; None once closed normally; raises the termination error."""
+    async def next_batch(self) -> list[Event]:
+        """Every live event buffered, waiting for one if there is none; empty once
+        closed normally; raises the termination error."""
         while not self._buffer:
             if self._error is not None:
                 raise self._error
             if self._closed:
-                return None
+                return []
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._buffer.popleft()
+        batch = list(self._buffer)
+        self._buffer.clear()
+        return batch
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -190,8 +193,9 @@ async def stream(
     revision: Callable[[], int],
     compacted: Callable[[], int],
     backlog: Backlog,
-) -> AsyncIterator[Event]:
-    """One watch: events after `since` from `backlog`, then the window, then live ones."""
+) -> AsyncIterator[list[Event]]:
+    """One watch: events after `since` from `backlog`, then the window, then live
+    ones, in batches of those at hand (a consumer writes each batch at once)."""
     if since < compacted():
         raise Compacted(since, compacted())
     watcher = Watcher(prefix, position=since, limit=limit)
@@ -206,16 +210,26 @@ async def stream(
             async with contextlib.aclosing(backlog(prefix, since, start - 1)) as old:
                 async for event in old:
                     watcher.position = event.revision
-                    yield event
-        for event in recent:
-            watcher.position = event.revision
-            yield event
-        while (event := await watcher.next()) is not None:
+                    yield [event]
+        if recent:
+            watcher.position = recent[-1].revision
+            yield recent
+        while batch := await watcher.next_batch():
             # Only when watching from a revision the store has not reached yet.
-            if event.revision <= since:
-                continue
-            watcher.position = event.revision
-            yield event
+            if batch[0].revision <= since:
+                batch = [event for event in batch if event.revision > since]
+                if not batch:
+                    continue
+            watcher.position = batch[-1].revision
+            yield batch
     finally:
         watcher.close()
         fanout.remove(watcher)
+
+
+async def flatten(batches: AsyncIterator[list[Event]]) -> AsyncIterator[Event]:
+    """A batched watch as single events."""
+    async with contextlib.aclosing(batches):  # type: ignore[type-var]
+        async for batch in batches:
+            for event in batch:
+                yield event
