@@ -3,9 +3,12 @@ CIDR, existing assignments are respected, and freed CIDRs are not reused at once
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from kubelite.client import Client
+from kubelite.api.registry import lookup
+from kubelite.client import Client, InformerFactory
 from kubelite.controllers.nodeipam import CIDRSet, NodeIPAMController, node_cidrs
 from tests.controllers.live_api import (
     NODES,
@@ -17,6 +20,7 @@ from tests.controllers.live_api import (
 )
 
 __all__ = ["api_server"]
+EVENTS = lookup("", "v1", "events")
 
 
 def test_cidr_set_hands_out_node_subnets_round_robin() -> None:
@@ -72,5 +76,34 @@ async def test_each_node_gets_its_own_cidr_and_keeps_a_given_one(api_server) -> 
             names.append("ipam-d")
             fresh = await wait_cidr(client, "ipam-d")
             assert fresh not in cidrs and fresh != "10.244.0.0/24"
+        finally:
+            await delete_nodes(client, names)
+
+
+async def test_an_exhausted_range_leaves_a_node_waiting_until_a_cidr_is_freed(
+        api_server) -> None:
+    names = ["full-a", "full-b", "full-c"]
+
+    def two_cidrs(client: Client, factory: InformerFactory) -> NodeIPAMController:
+        return NodeIPAMController(client, factory, cluster_cidr="10.250.0.0/23", node_mask=24)
+
+    async def not_available() -> list[dict]:
+        return [e for e in (await client.list(EVENTS, "default"))["items"]
+                if e["reason"] == "CIDRNotAvailable"
+                and e["involvedObject"]["name"] == "full-c"]
+
+    async with running(api_server, two_cidrs) as client:
+        try:
+            for name in names[:2]:
+                await make_node(client, name)
+            first = {name: await wait_cidr(client, name) for name in names[:2]}
+            await make_node(client, "full-c")
+            await until(not_available)
+            # it waits, reported once, instead of retrying on a timer
+            await asyncio.sleep(1.0)
+            assert node_cidrs(await client.get(NODES, "full-c")) == []
+            assert [e["count"] for e in await not_available()] == [1]
+            await client.delete(NODES, "full-a")
+            assert await wait_cidr(client, "full-c") == first["full-a"]
         finally:
             await delete_nodes(client, names)

@@ -12,11 +12,14 @@ node's podCIDR is never changed once set (the API forbids it).
 from __future__ import annotations
 
 import ipaddress
+import logging
 from typing import Any
 
 from kubelite.api.registry import lookup
 from kubelite.client import Client, Controller, EventRecorder, InformerFactory, NotFound
 from kubelite.client.errors import Conflict
+
+log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 NODES = lookup("", "v1", "nodes")
@@ -85,6 +88,9 @@ class NodeIPAMController(Controller):
         self._pending: dict[str, str] = {}
         # node name -> index of the CIDR it has, once first built (see _used).
         self._assigned: dict[str, int] | None = None
+        # Nodes that found the range exhausted: they wait for a node's deletion to
+        # free a CIDR, rather than each retrying (and reporting) on a timer.
+        self._waiting: set[str] = set()
 
     def _used(self) -> set[int]:
         if self._assigned is None:
@@ -111,9 +117,13 @@ class NodeIPAMController(Controller):
     async def sync(self, key: str) -> None:
         node = self.nodes.get(key)
         if node is None:
-            self._pending.pop(key, None)
-            if self._assigned is not None:
-                self._assigned.pop(key, None)
+            freed = self._pending.pop(key, None) is not None
+            self._waiting.discard(key)
+            if self._assigned is not None and self._assigned.pop(key, None) is not None:
+                freed = True
+            if freed and self._waiting:
+                for name in self._waiting:
+                    self.queue.add(name)
             return
         if node_cidrs(node):
             self._pending.pop(key, None)
@@ -124,9 +134,13 @@ class NodeIPAMController(Controller):
             return  # assigned; the cache has not caught up yet
         cidr = self.cidrs.allocate(self._used())
         if cidr is None:
-            await self.recorder.record(node, "Normal", "CIDRNotAvailable",
-                                       f"Node {key} status is now: CIDRNotAvailable")
-            raise RuntimeError(f"no podCIDR left in {self.cidrs.cluster} for node {key}")
+            if key not in self._waiting:
+                self._waiting.add(key)
+                log.warning("no podCIDR left in %s for node %s", self.cidrs.cluster, key)
+                await self.recorder.record(node, "Normal", "CIDRNotAvailable",
+                                           f"Node {key} status is now: CIDRNotAvailable")
+            return
+        self._waiting.discard(key)
         patch = {"metadata": {"uid": node["metadata"]["uid"]},
                  "spec": {"podCIDR": cidr, "podCIDRs": [cidr]}}
         try:
