@@ -84,8 +84,8 @@ class NodeIPAMController(Controller):
         self.cidrs = CIDRSet(cluster_cidr, mask=node_mask)
         self.nodes = self.watch(factory.informer(NODES), key_fn=lambda n: n["metadata"]["name"])
         self.recorder = EventRecorder(client, component="cidrAllocator")
-        # node name -> CIDR assigned but not yet seen in the cache.
-        self._pending: dict[str, str] = {}
+        # node name -> index of the CIDR assigned but not yet seen in the cache.
+        self._pending: dict[str, int] = {}
         # node name -> index of the CIDR it has, once first built (see _used).
         self._assigned: dict[str, int] | None = None
         # Nodes that found the range exhausted: they wait for a node's deletion to
@@ -101,10 +101,7 @@ class NodeIPAMController(Controller):
             for node in self.nodes.list():
                 self._record(node)
         used = set(self._assigned.values())
-        for cidr in self._pending.values():
-            i = self.cidrs.index(cidr)
-            if i is not None:
-                used.add(i)
+        used.update(self._pending.values())
         return used
 
     def _record(self, node: Obj) -> None:
@@ -135,8 +132,10 @@ class NodeIPAMController(Controller):
         cidr = self.cidrs.allocate(self._used())
         if cidr is None:
             if key not in self._waiting:
+                if not self._waiting:
+                    log.warning("no podCIDR left in %s: nodes wait for one to be freed",
+                                self.cidrs.cluster)
                 self._waiting.add(key)
-                log.warning("no podCIDR left in %s for node %s", self.cidrs.cluster, key)
                 await self.recorder.record(node, "Normal", "CIDRNotAvailable",
                                            f"Node {key} status is now: CIDRNotAvailable")
             return
@@ -150,4 +149,6 @@ class NodeIPAMController(Controller):
         except Conflict:
             self.queue.add_after(key, 0.1)
             return
-        self._pending[key] = cidr
+        index = self.cidrs.index(cidr)
+        if index is not None:
+            self._pending[key] = index
