@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from kubelite.api.clock import now_rfc3339 as _now
 from kubelite.client.errors import ClientError, NotFound
 
 if TYPE_CHECKING:
@@ -23,10 +23,6 @@ log = logging.getLogger(__name__)
 
 # client-go keeps this many distinct events for deduplication (maxLruCacheEntries).
 _CACHE_SIZE = 4096
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def object_reference(obj: dict[str, Any], *, field_path: str | None = None) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import secrets
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 import orjson
 
 from kubelite.api import errors
+from kubelite.api.clock import now_rfc3339
 from kubelite.api.registry import Resource
 from kubelite.store import errors as store_errors
 from kubelite.store.base import KV, Event, Store
@@ -29,19 +29,6 @@ Obj = dict[str, Any]
 
 # The alphabet Kubernetes uses for generateName suffixes (no vowels, no look-alikes).
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-
-
-_now_cache: tuple[int, str] = (0, "")
-
-
-def now_rfc3339() -> str:
-    """The time in whole seconds, as Kubernetes writes timestamps; formatted once a
-    second, since every write asks for it."""
-    global _now_cache
-    second = int(time.time())
-    if second != _now_cache[0]:
-        _now_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
-    return _now_cache[1]
 
 
 def generate_name(prefix: str) -> str:
