@@ -25,11 +25,14 @@ async def run(args: argparse.Namespace) -> int:
     from kubelite.cli.main import run_until_signalled
     from kubelite.client import Client, load_kubeconfig
     from kubelite.controllers.manager import ControllerManager
+    from kubelite.scheduler.scheduler import CLIENT_CONNECTIONS
 
     config = await asyncio.to_thread(load_kubeconfig, args.kubeconfig)
 
     async def serve(stop: asyncio.Event) -> int:
-        async with Client(config, user_agent="kubelite-controller-manager") as client, \
+        # The scheduler runs here by default: give the client its connections.
+        async with Client(config, user_agent="kubelite-controller-manager",
+                          connection_limit=CLIENT_CONNECTIONS) as client, \
                 ControllerManager(client, scheduler=not args.disable_scheduler,
                                   cluster_cidr=args.cluster_cidr):
             await stop.wait()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from kubelite.client import Client, InformerFactory, load_kubeconfig, strip_managed_fields
 from kubelite.scheduler.config import SchedulerConfiguration, load_config
-from kubelite.scheduler.scheduler import Scheduler
+from kubelite.scheduler.scheduler import CLIENT_CONNECTIONS, Scheduler
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -30,7 +30,8 @@ async def run(args: argparse.Namespace) -> int:
               else SchedulerConfiguration())
 
     async def serve(stop: asyncio.Event) -> int:
-        async with Client(client_config, user_agent="kubelite-scheduler") as client:
+        async with Client(client_config, user_agent="kubelite-scheduler",
+                          connection_limit=CLIENT_CONNECTIONS) as client:
             factory = InformerFactory(client, transform=strip_managed_fields)
             scheduler = Scheduler(client, factory, config=config)
             factory.start()
