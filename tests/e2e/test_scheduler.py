@@ -44,6 +44,17 @@ def test_burst_never_overcommits_and_reports_insufficient_cpu(server):
     server.kubectl("create", "namespace", ns)
     sim = Simulated(server, nodes=10, prefix="oc", cpu="16")
     try:
+        # every hollow node keeps a Lease, as a kubelet does
+        deadline = time.monotonic() + 10
+        while True:
+            found = server.kubectl("get", "leases", "-n", "kube-node-lease", "-o", "json")
+            leases = {item["metadata"]["name"]: item["spec"]
+                      for item in json.loads(found.stdout)["items"]}
+            if all(f"oc-{i}" in leases for i in range(10)) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert all(leases[f"oc-{i}"]["holderIdentity"] == f"oc-{i}"
+                   and leases[f"oc-{i}"]["renewTime"] for i in range(10))
         pods = [{"apiVersion": "v1", "kind": "Pod",
                  "metadata": {"name": f"p-{i}", "namespace": ns},
                  "spec": {"nodeSelector": {"kubelite.io/hollow": "true"},

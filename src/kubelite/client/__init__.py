@@ -69,7 +69,6 @@ __all__ = [
     "Gone",
     "Informer",
     "InformerFactory",
-    "strip_managed_fields",
     "InternalError",
     "Invalid",
     "ItemExponentialFailureRateLimiter",
@@ -99,4 +98,5 @@ __all__ = [
     "resource_path",
     "slow_start_batch",
     "split_key",
+    "strip_managed_fields",
 ]

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from kubelite.agent.lease import LeaseHeartbeat
 from kubelite.api.registry import lookup
 from kubelite.client import AlreadyExists, Client, Informer
 from kubelite.client.errors import ClientError, Conflict, NotFound
@@ -19,7 +20,6 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 NODES = lookup("", "v1", "nodes")
 PODS = lookup("", "v1", "pods")
-LEASES = lookup("coordination.k8s.io", "v1", "leases")
 LEASE_SECONDS = 40
 
 
@@ -68,7 +68,7 @@ class HollowNodes:
     """`async with HollowNodes(client, spec):` registers the nodes and keeps them alive."""
 
     def __init__(self, client: Client, spec: HollowSpec) -> None:
-        assert NODES is not None and PODS is not None and LEASES is not None
+        assert NODES is not None and PODS is not None
         self.client = client
         self.spec = spec
         self.names = {f"{spec.prefix}-{i}" for i in range(spec.count)}
@@ -77,7 +77,12 @@ class HollowNodes:
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: set[asyncio.Task[None]] = set()
         self._limit = asyncio.Semaphore(64)
-        self._leases: dict[str, Obj] = {}
+        # A kubelet's heartbeat per node: a PUT of the Lease last seen, the cheapest
+        # write. Leases last at least LEASE_SECONDS, renewed every lease_interval.
+        self._heartbeats = [LeaseHeartbeat(client, name, interval=spec.lease_interval)
+                            for name in sorted(self.names)]
+        for heartbeat in self._heartbeats:
+            heartbeat.duration = max(LEASE_SECONDS, heartbeat.duration)
 
     async def _register(self, index: int) -> None:
         node = node_object(self.spec, index)
@@ -88,39 +93,17 @@ class HollowNodes:
                 current = await self.client.get(NODES, node["metadata"]["name"])
                 await self.client.update_status(NODES, {**current, "status": node["status"]})
 
-    async def _renew_one(self, name: str, duration: int) -> None:
-        """As a kubelet: PUT the Lease last seen with a new renewTime (a JSON update,
-        the cheapest write), created on first renewal and read again on conflict."""
-        now = now_utc().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        spec = {"holderIdentity": name, "leaseDurationSeconds": duration, "renewTime": now}
-        lease = self._leases.get(name)
+    async def _renew_one(self, heartbeat: LeaseHeartbeat) -> None:
         async with self._limit:
             try:
-                if lease is None:
-                    lease = await self.client.create(LEASES, {
-                        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                        "metadata": {"name": name, "namespace": "kube-node-lease"},
-                        "spec": spec}, namespace="kube-node-lease")
-                else:
-                    lease = await self.client.update(
-                        LEASES, {**lease, "spec": {**lease.get("spec", {}), **spec}},
-                        namespace="kube-node-lease")
-                self._leases[name] = lease
-            except AlreadyExists:
-                self._leases[name] = await self.client.get(LEASES, name, "kube-node-lease")
-            except Conflict:
-                self._leases.pop(name, None)
-                with contextlib.suppress(ClientError):
-                    self._leases[name] = await self.client.get(LEASES, name, "kube-node-lease")
+                await heartbeat.renew()
             except ClientError as exc:
-                log.debug("renewing the lease of %s: %s", name, exc)
+                log.debug("renewing the lease of %s: %s", heartbeat.node_name, exc)
 
     async def _renew(self) -> None:
-        # A kubelet renews every quarter of the lease duration.
-        duration = max(LEASE_SECONDS, int(self.spec.lease_interval * 4))
         while True:
             started = asyncio.get_running_loop().time()
-            await asyncio.gather(*(self._renew_one(n, duration) for n in sorted(self.names)))
+            await asyncio.gather(*(self._renew_one(h) for h in self._heartbeats))
             elapsed = asyncio.get_running_loop().time() - started
             await asyncio.sleep(max(self.spec.lease_interval - elapsed, 0.0))
 
