@@ -308,6 +308,31 @@ def test_create_records_every_field_but_the_servers() -> None:
     }
 
 
+def test_alike_creates_differ_only_where_their_shapes_do() -> None:
+    """Creates are recorded by shape: values of plain fields never change the set,
+    while the keys of a map and the items of a list do."""
+    first = created_by_update(deployment(container("app", "nginx:1"), replicas=1, labels={"app": "a"}))
+    alike = created_by_update(deployment(container("app", "nginx:2"), replicas=7, labels={"app": "b"}))
+    assert alike["metadata"]["managedFields"] == first["metadata"]["managedFields"]
+    other_key = created_by_update(deployment(container("app", "nginx:1"), replicas=1, labels={"tier": "a"}))
+    assert ".metadata.labels.tier" in owned(other_key, "kubectl-client-side-apply")
+    assert ".metadata.labels.app" not in owned(other_key, "kubectl-client-side-apply")
+    other_item = created_by_update(deployment(container("db", "pg:1"), replicas=1, labels={"app": "a"}))
+    assert '.spec.template.spec.containers[name="db"].image' in owned(other_item, "kubectl-client-side-apply")
+    assert not any("app" in p for p in owned(other_item, "kubectl-client-side-apply")
+                   if "containers" in p)
+    by_apply = created_by_update(deployment(replicas=1), manager="m")
+    [entry] = by_apply["metadata"]["managedFields"]
+    assert entry["manager"] == "m"
+    # The general path, an update from an empty object, records the same set.
+    empty: dict[str, Any] = {"metadata": {"managedFields": [{"manager": "x", "operation": "Update",
+                                                             "fieldsType": "FieldsV1", "fieldsV1": {}}]}}
+    general = copy.deepcopy(deployment(container("app", "nginx:1"), replicas=1, labels={"app": "a"}))
+    general["metadata"].update(uid="u1", resourceVersion="1", creationTimestamp=T0, generation=1)
+    update_managed_fields(empty, general, manager="kubectl-client-side-apply", schema=DEPLOYMENT, now=T0)
+    assert general["metadata"]["managedFields"] == first["metadata"]["managedFields"]
+
+
 def test_an_update_takes_changed_fields_from_the_applier() -> None:
     live = apply(None, deployment(container("app", "nginx:1"), replicas=2))
     new = copy.deepcopy(live)

@@ -26,8 +26,11 @@ handover of fields from kubectl's last-applied annotation.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from kubelite.api import fieldpath as fp
 from kubelite.api.errors import APIError, bad_request
@@ -189,6 +192,9 @@ def update_managed_fields(
     has no managedFields stays untracked, as in Kubernetes.
     """
     meta = new.setdefault("metadata", {})
+    if old is None and not meta.get("managedFields") and not subresource:
+        _record_create(new, manager, operation, schema, now)
+        return
     managers = _decode(meta.get("managedFields")) if not subresource else None
     if not managers:
         managers = _decode(((old or {}).get("metadata") or {}).get("managedFields")) or {}
@@ -212,6 +218,46 @@ def update_managed_fields(
         _set_fields(mine, fp.union(mine.fields, changed), ordered=False)
         mine.time = now
     _store(new, managers)
+
+
+# The owned set of a create, by schema and shape: it depends on the keys of every
+# map and the whole of every list, never on a map's plain values, so a burst of
+# alike creates (a Deployment's pods, a scheduler's Events) computes it once.
+_CREATED: OrderedDict[tuple[int, str, Any], tuple[Schema, Tree]] = OrderedDict()
+_CREATED_LIMIT = 1024
+
+
+def _shape(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple([(k, _shape(v)) for k, v in value.items()])
+    if isinstance(value, list):
+        return orjson.dumps(value)
+    return None
+
+
+def _record_create(new: dict[str, Any], manager: str, operation: str, schema: Schema,
+                   now: str) -> None:
+    """update_managed_fields for a new object with no managedFields of its own: the
+    writer owns everything it set."""
+    meta = new["metadata"]
+    meta.pop("managedFields", None)
+    try:
+        key: tuple[int, str, Any] | None = (id(schema), operation, _shape(new))
+    except (TypeError, orjson.JSONEncodeError):
+        key = None
+    hit = _CREATED.get(key) if key is not None else None
+    if hit is not None and hit[0] is schema:
+        fields = hit[1]
+    else:
+        fields = fp.normalize(_owned(fp.compare({}, new, schema).changed,
+                                     _ignored(schema, "")))
+        if key is not None:
+            _CREATED[key] = (schema, fields)
+            if len(_CREATED) > _CREATED_LIMIT:
+                _CREATED.popitem(last=False)
+    if fields:
+        entry = _Entry(manager, operation, new.get("apiVersion", ""), "", now, fields)
+        _store(new, {entry.ident: entry})
 
 
 def _set_fields(entry: _Entry, fields: Tree, *, ordered: bool = True) -> None:
