@@ -97,11 +97,23 @@ class Poster:
 BOUND_NAME = re.compile(rb'"name":"(sched-\d+)"')
 
 
-def pod(i: int) -> bytes:
+def pod(i: int, owner: dict[str, str] | None = None) -> bytes:
+    meta: dict[str, object] = {"name": f"sched-{i}"}
+    if owner is not None:
+        meta["labels"] = {"app": "sched"}
+        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                    "controller": True, **owner}]
     return orjson.dumps({
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"sched-{i}"},
+        "apiVersion": "v1", "kind": "Pod", "metadata": meta,
         "spec": {"containers": [{"name": "c", "image": "busybox", "resources": {
             "requests": {"cpu": "100m", "memory": "100Mi"}}}]}})
+
+
+REPLICASET = {
+    "apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "sched"},
+    "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "sched"}}, "template": {
+        "metadata": {"labels": {"app": "sched"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}
 
 
 async def main() -> None:
@@ -114,10 +126,16 @@ async def main() -> None:
     parser.add_argument("--with-controllers", action="store_true",
                         help="the scheduler in the controller manager, beside every "
                         "controller, instead of alone")
+    parser.add_argument("--owned", action="store_true",
+                        help="pods of one ReplicaSet, as a Deployment's are, which brings in "
+                        "the default topology spread (hostname and zone); only without "
+                        "--with-controllers, whose ReplicaSet controller would delete them")
     parser.add_argument("--lease-interval", type=float, default=60.0)
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="stop waiting for bindings after this many seconds")
     args = parser.parse_args()
+    if args.owned and args.with_controllers:
+        parser.error("--owned needs the scheduler alone")
     with tempfile.TemporaryDirectory(prefix="kubelite-sched-") as tmp:
         data = Path(tmp) / "data"
         port = apibench.free_port()
@@ -146,6 +164,11 @@ async def main() -> None:
             async with bench.session(args.concurrency + 4) as s, \
                     Client(config, user_agent="bench-hollow") as client, \
                     HollowNodes(client, spec):
+                owner = None
+                if args.owned:
+                    async with s.post(f"{bench.base}/apis/apps/v1/namespaces/default/replicasets",
+                                      json=REPLICASET) as r:
+                        owner = {"name": "sched", "uid": (await r.json())["metadata"]["uid"]}
                 await asyncio.sleep(3.0)  # the scheduler's node cache catches up
 
                 created: dict[str, float] = {}
@@ -181,7 +204,7 @@ async def main() -> None:
                                       bench.ssl) as poster:
                         while todo:
                             i = todo.pop()
-                            status = await poster.post(apibench.PODS, pod(i))
+                            status = await poster.post(apibench.PODS, pod(i, owner))
                             if status != 201:
                                 raise SystemExit(f"creating sched-{i}: HTTP {status}")
                             created[f"sched-{i}"] = time.perf_counter()
@@ -202,7 +225,7 @@ async def main() -> None:
             times = sorted(bound.values())
             latencies = [bound[n] - created[n] for n in bound if n in created]
             result = {
-                "nodes": args.nodes, "pods": args.pods, "bound": len(bound),
+                "nodes": args.nodes, "pods": args.pods, "owned": args.owned, "bound": len(bound),
                 "create_s": round(create_s, 2),
                 "throughput_pods_per_s": round((len(times) - 1) / (times[-1] - times[0]), 1),
                 "latency_p50_ms": round(apibench.pct(latencies, 0.5) * 1000, 1),

@@ -138,14 +138,62 @@ def test_no_fitting_node_takes_the_full_cycle_for_its_reasons() -> None:
     assert {s.reasons for s in placement.filtered.values()} == {("Insufficient cpu",)}
 
 
-def test_pods_with_spread_constraints_are_not_table_placed() -> None:
-    nodes = [make_node(f"n{i}", labels={"topology.kubernetes.io/zone": f"z{i % 3}"})
-             for i in range(120)]
+ZONE = "topology.kubernetes.io/zone"
+REPLICASET = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+              "metadata": {"name": "web", "namespace": "default", "uid": "rs-uid"},
+              "spec": {"selector": {"matchLabels": {"app": "web"}}}}
+
+
+def owned_pod(name: str) -> dict:
+    pod = make_pod(name, cpu="250m", labels={"app": "web"})
+    pod["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                           "name": "web", "uid": "rs-uid", "controller": True}]
+    return pod
+
+
+def spread_pod(name: str) -> dict:
+    return make_pod(name, cpu="250m", labels={"app": "s"}, topologySpreadConstraints=[
+        {"maxSkew": 1, "topologyKey": ZONE, "whenUnsatisfiable": "ScheduleAnyway",
+         "labelSelector": {"matchLabels": {"app": "s"}}},
+        {"maxSkew": 2, "topologyKey": "kubernetes.io/hostname",
+         "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": {"app": "s"}}}])
+
+
+@pytest.mark.parametrize("make", [owned_pod, spread_pod], ids=["default-spread", "own-spread"])
+def test_spread_pods_are_table_placed_where_the_full_cycle_puts_them(make) -> None:
+    # 300 nodes in 3 zones (a few without a zone label), pods already on some.
+    rng = random.Random(3)
+    nodes = [make_node(f"n{i}", cpu=str(rng.choice([2, 4, 8])),
+                       labels={} if i % 50 == 7 else {ZONE: f"z{i % 3}"}) for i in range(300)]
+    running = [{**make(f"old{i}"), "spec": {**make(f"old{i}")["spec"], "nodeName": f"n{i * 7}"}}
+               for i in range(30)]
+    cluster = Cluster(nodes, running, replicasets=[REPLICASET])
+    table_fw, full_fw = cluster.framework(), cluster.framework()
+    start, answered = 0, 0
+    for i in range(300):
+        pod = make(f"p{i}")
+        fast, full = both(cluster, table_fw, full_fw, pod, start)
+        assert "PodTopologySpread" in full.scorers
+        assert_same_choice(fast, full)
+        answered += fast.looked_at >= 0
+        start = (start + fast.examined) % 300
+        cluster.cache.assume(PodInfo.of(pod), fast.chosen)
+        if i % 40 == 39:  # pods go away and a node changes zone
+            cluster.cache.remove_pod(f"default/p{i - 20}")
+            cluster.cache.set_node(make_node(f"n{i}", cpu="8", labels={ZONE: "z9"}))
+    assert answered == 300
+    zones = [cluster.node(cluster.cache.node_of(f"default/p{i}")).labels.get(ZONE)
+             for i in range(300) if cluster.cache.node_of(f"default/p{i}")]
+    counts = sorted(zones.count(z) for z in ("z0", "z1", "z2"))
+    assert counts[-1] - counts[0] <= 0.1 * len(zones), counts
+
+
+def test_hard_spread_constraints_take_the_full_cycle() -> None:
+    nodes = [make_node(f"n{i}", labels={ZONE: f"z{i % 3}"}) for i in range(120)]
     cluster = Cluster(nodes)
     fw = cluster.framework()
     pod = make_pod("s", cpu="1", labels={"app": "s"}, topologySpreadConstraints=[{
-        "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
-        "whenUnsatisfiable": "ScheduleAnyway",
+        "maxSkew": 1, "topologyKey": ZONE, "whenUnsatisfiable": "DoNotSchedule",
         "labelSelector": {"matchLabels": {"app": "s"}}}])
     placement = fw.schedule(CycleState(), PodInfo.of(pod), cluster.cache.node_list(),
                             cache=cluster.cache)

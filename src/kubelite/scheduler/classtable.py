@@ -22,31 +22,17 @@ from __future__ import annotations
 
 import random
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import compress
-from typing import Protocol
 
-from kubelite.scheduler.framework import SUCCESS, CycleState, Status
+from kubelite.scheduler.framework import SUCCESS, ChangeLog, CycleState, Status
 from kubelite.scheduler.nodeinfo import NodeInfo, PodInfo
 
 Filter = Callable[[CycleState, PodInfo, NodeInfo], Status]
 Score = Callable[[CycleState, PodInfo, NodeInfo], int]
 # How many classes keep a table at once (least recently used first out).
 DEFAULT_TABLES = 8
-
-
-class ChangeLog(Protocol):
-    """What the table reads of the scheduler's cache."""
-
-    layout: int
-
-    def node_list(self) -> list[NodeInfo]: ...
-
-    def changes_since(self, position: int) -> Sequence[str] | None: ...
-
-    @property
-    def changes_end(self) -> int: ...
 
 
 @dataclass(slots=True)
@@ -175,6 +161,16 @@ def examined(feasible: bytearray, start: int, wanted: int, count: int) -> int:
         else:
             low = middle + 1
     return low
+
+
+def window(feasible: bytearray, start: int, span: int) -> list[int]:
+    """The positions of the feasible nodes among `span` nodes from `start` round-robin."""
+    size = len(feasible)
+    end = start + span
+    if end <= size:
+        return list(compress(range(start, end), feasible[start:end]))
+    return [*compress(range(start, size), feasible[start:]),
+            *compress(range(end - size), feasible[:end - size])]
 
 
 def best(totals: list[int], start: int, span: int) -> int:

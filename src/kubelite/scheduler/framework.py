@@ -21,6 +21,7 @@ checks which Protocols a plugin satisfies once, when the profile is built.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -99,8 +100,26 @@ class CycleState:
         return CycleState(data, set(self.skip_filter), set(self.skip_score))
 
 
+class ChangeLog(Protocol):
+    """The scheduler cache's node order and its log of changed nodes, from which
+    per-class tables and spread tallies catch up on just what changed."""
+
+    layout: int
+
+    def node_list(self) -> list[NodeInfo]: ...
+
+    def changes_since(self, position: int) -> Sequence[str] | None: ...
+
+    @property
+    def changes_end(self) -> int: ...
+
+
 class Handle(Protocol):
     """What plugins may read besides the pod and node at hand."""
+
+    def changes(self) -> ChangeLog:
+        """The nodes with the log of their changes."""
+        ...
 
     def nodes(self) -> list[NodeInfo]:
         """Every node in the cycle's snapshot, with its bound and assumed pods."""

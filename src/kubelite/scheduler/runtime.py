@@ -12,7 +12,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-from kubelite.scheduler.classtable import ChangeLog, ClassTables, Columns, best, examined
+from kubelite.scheduler.classtable import ClassTables, Columns, best, examined, window
 from kubelite.scheduler.equivalence import (
     NODE_LOCAL,
     EquivalenceCache,
@@ -22,6 +22,7 @@ from kubelite.scheduler.equivalence import (
 from kubelite.scheduler.framework import (
     SUCCESS,
     BindPlugin,
+    ChangeLog,
     Code,
     CycleState,
     FilterPlugin,
@@ -232,31 +233,59 @@ class Framework:
     def _choose_alike(self, state: CycleState, pod: PodInfo, filters: list[FilterPlugin],
                       cache: ChangeLog, start: int, wanted: int) -> tuple[str, int] | None:
         """(node, nodes examined) from the pod's class table, or None when the full
-        cycle must run: a score plugin that is not node-local scores this pod, a
-        normalising plugin's scores differ between nodes, or no node fits."""
+        cycle must run: a score plugin that is neither node-local nor able to score a
+        window of nodes scores this pod, a node-local normalising plugin's scores
+        differ between nodes, or no node fits. Plugins that score windows (spread
+        constraints) score the feasible nodes of the window, as the full cycle does."""
         nodes = cache.node_list()
+        windowed: list[PreScorePlugin] = []
         for plugin in self.pre_scores:
             if plugin.name in NODE_LOCAL:
                 if plugin.pre_score(state, pod, nodes).code is Code.SKIP:
                     state.skip_score.add(plugin.name)
-            elif getattr(plugin, "scores_pod", None) is None or plugin.scores_pod(pod):
+            elif getattr(plugin, "scores_pod", None) is None:
                 return None
-            else:
+            elif not plugin.scores_pod(pod):
                 state.skip_score.add(plugin.name)
+            elif getattr(plugin, "score_window", None) is not None:
+                windowed.append(plugin)
+            else:
+                return None
         scorers = [s for s in self.scorers if s[0].name not in state.skip_score]
-        if not all(plugin.name in NODE_LOCAL for plugin, _, _ in scorers):
+        local = [s for s in scorers if s[0].name in NODE_LOCAL]
+        others = [s for s in scorers if s[0].name not in NODE_LOCAL]
+        if not {p.name for p, _, _ in others} <= {p.name for p in windowed}:
             return None
         columns = Columns(
-            filters=[p.filter for p in filters], scores=[p.score for p, _, _ in scorers],
-            plain=[(c, w) for c, (_, normalise, w) in enumerate(scorers) if not normalise],
-            normalised=[c for c, (_, normalise, _) in enumerate(scorers) if normalise])
+            filters=[p.filter for p in filters], scores=[p.score for p, _, _ in local],
+            plain=[(c, w) for c, (_, normalise, w) in enumerate(local) if not normalise],
+            normalised=[c for c, (_, normalise, _) in enumerate(local) if normalise])
         key = (equivalence_key(pod), tuple(p.name for p in filters),
-               tuple(p.name for p, _, _ in scorers))
+               tuple(p.name for p, _, _ in local))
         table = self.tables.table(key, state, pod, columns, cache)
         if not table.feasible_count or any(len(v) > 1 for v in table.values):
             return None
         span = examined(table.feasible, start, wanted, table.feasible_count)
-        return nodes[best(table.totals, start, span)].name, span
+        if not others:
+            return nodes[best(table.totals, start, span)].name, span
+        positions = window(table.feasible, start, span)
+        infos = [nodes[i] for i in positions]
+        totals = [table.totals[i] for i in positions]
+        for plugin in windowed:
+            if plugin.pre_score(state, pod, infos).code is Code.SKIP:
+                state.skip_score.add(plugin.name)
+        for plugin, normalise, weight in others:
+            if plugin.name in state.skip_score:
+                continue
+            raw = plugin.score_window(state, pod, infos)  # type: ignore[attr-defined]
+            if normalise:
+                scores = dict(zip([info.name for info in infos], raw, strict=True))
+                plugin.normalize_scores(state, pod, scores)  # type: ignore[attr-defined]
+                raw = list(scores.values())
+            totals = [total + score * weight for total, score in zip(totals, raw, strict=True)]
+        top = max(totals)
+        ties = [i for i, total in enumerate(totals) if total == top]
+        return infos[ties[0] if len(ties) == 1 else random.choice(ties)].name, span
 
     def _filter_with_nominated(self, state: CycleState, pod: PodInfo, info: NodeInfo,
                                nominated: list[PodInfo]) -> Status:

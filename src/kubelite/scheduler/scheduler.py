@@ -75,6 +75,9 @@ class SchedulerHandle:
     def nodes(self) -> list[NodeInfo]:
         return self.cache.node_list()
 
+    def changes(self) -> SchedulerCache:
+        return self.cache
+
     def node(self, name: str) -> NodeInfo | None:
         return self.cache.node(name)
 

@@ -13,11 +13,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from kubelite.api.selectors import EQUALS, LabelSelector, Requirement
 from kubelite.scheduler.framework import MAX_NODE_SCORE, SKIP, SUCCESS, CycleState, Handle, Status
 from kubelite.scheduler.nodeinfo import HOSTNAME, ZONE, NodeInfo, PodInfo, selector_of
 from kubelite.scheduler.plugins.nodeaffinity import required_matches
 from kubelite.scheduler.plugins.tolerations import untolerated
+from kubelite.scheduler.spreadcounts import SpreadTallies, Tally
 
 NAME = "PodTopologySpread"
 MISMATCH = "node(s) didn't match pod topology spread constraints"
@@ -70,6 +73,16 @@ def _count(constraint: Constraint, pod: PodInfo, node: NodeInfo) -> int:
                and not other.pod["metadata"].get("deletionTimestamp"))
 
 
+@dataclass(slots=True)
+class _ScoreState:
+    constraints: list[Constraint]
+    tallies: list[Tally]
+    # pods by domain with a candidate node; None for hostname, counted per node
+    counts: list[dict[str, int] | None]
+    weights: list[float]
+    ignored: set[str]
+
+
 @dataclass
 class _FilterState:
     constraints: list[Constraint]
@@ -92,6 +105,7 @@ class PodTopologySpread:
                  ) -> None:
         self.handle = handle
         self.defaults = default_constraints
+        self.tallies = SpreadTallies()
 
     def _default_selector(self, pod: PodInfo) -> LabelSelector | None:
         """Kubernetes' DefaultSelector: the selectors of Services, ReplicaSets and
@@ -123,18 +137,31 @@ class PodTopologySpread:
             found = [_constraint(c, pod, selector) for c in self.defaults]
         return [c for c in found if c.hard == hard]
 
+    def _tally(self, c: Constraint, pod: PodInfo, required: tuple[str, ...]) -> Tally:
+        """Pods `c` matches by node and by domain, over the nodes it counts: those with
+        every label of `required` that pass its node inclusion policies."""
+        spec = pod.spec
+        scope = orjson.dumps([
+            [spec.get("nodeSelector"), (spec.get("affinity") or {}).get("nodeAffinity")]
+            if c.honor_affinity else None,
+            spec.get("tolerations") if c.honor_taints else None], option=orjson.OPT_SORT_KEYS)
+        key = (pod.namespace, c.key, c.selector.requirements, c.selector.selects_nothing,
+               c.honor_affinity, c.honor_taints, scope, required)
+        return self.tallies.tally(
+            key, self.handle.changes(), c.key,
+            lambda node: all(k in node.labels for k in required) and c.counts_node(pod, node),
+            lambda node: _count(c, pod, node))
+
     # ---- filter --------------------------------------------------------------------
 
     def pre_filter(self, state: CycleState, pod: PodInfo) -> Status:
         constraints = self.constraints(pod, hard=True)
         if not constraints:
             return SKIP
-        fs = _FilterState(constraints, [Counter() for _ in constraints])
-        for node in self.handle.nodes():
-            for i, c in enumerate(constraints):
-                if c.counts_node(pod, node):
-                    fs.counts[i][node.labels[c.key]] += _count(c, pod, node)
-        state.data[_FILTER] = fs
+        # Only nodes with every constraint's label count, as in kube-scheduler.
+        required = tuple(c.key for c in constraints)
+        state.data[_FILTER] = _FilterState(
+            constraints, [Counter(self._tally(c, pod, required).sums) for c in constraints])
         return SUCCESS
 
     def _update(self, state: CycleState, pod: PodInfo, victim: PodInfo, node: NodeInfo,
@@ -173,37 +200,70 @@ class PodTopologySpread:
 
     def pre_score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> Status:
         constraints = self.constraints(pod, hard=False)
-        if not constraints:
+        if not constraints or not nodes:
             return SKIP
-        counts: list[Counter[str]] = [Counter() for _ in constraints]
-        feasible = {n.name for n in nodes}
-        for node in self.handle.nodes():
-            for i, c in enumerate(constraints):
-                # Per-node domains count only the candidate nodes themselves.
-                if (c.key == HOSTNAME and node.name not in feasible) or not c.counts_node(
-                        pod, node):
-                    continue
-                counts[i][node.labels[c.key]] += _count(c, pod, node)
-        weights = [math.log(len(cnt) + 2) for cnt in counts]
-        state.data[_SCORE] = (constraints, counts, weights)
+        # A pod's own constraints need every label on a node, or the node is ignored
+        # (scored 0); the cluster's defaults score the labels a node has.
+        own = bool(pod.spec.get("topologySpreadConstraints"))
+        required = tuple(c.key for c in constraints) if own else ()
+        ignored = ({n.name for n in nodes if not all(k in n.labels for k in required)}
+                   if required else set())
+        scored = [n for n in nodes if n.name not in ignored] if ignored else nodes
+        tallies: list[Tally] = []
+        counts: list[dict[str, int] | None] = []
+        weights: list[float] = []
+        for c in constraints:
+            tally = self._tally(c, pod, required)
+            tallies.append(tally)
+            if c.key == HOSTNAME:
+                # Per-node domains: the node's own count, taken when scoring it.
+                counts.append(None)
+                weights.append(math.log(len(scored) + 2))
+                continue
+            # Domains with a candidate node, counting the pods of all their nodes.
+            domains = {n.labels[c.key] for n in scored if c.key in n.labels}
+            counts.append({d: tally.sums.get(d, 0) for d in domains})
+            weights.append(math.log(len(domains) + 2))
+        state.data[_SCORE] = _ScoreState(constraints, tallies, counts, weights, ignored)
         return SUCCESS
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
-        constraints, counts, weights = state.data[_SCORE]
-        if any(c.key not in node.labels for c in constraints):
-            return -1  # ignored: scored 0 after normalising
-        total = 0.0
-        for c, cnt, weight in zip(constraints, counts, weights, strict=True):
-            total += cnt.get(node.labels[c.key], 0) * weight + (c.max_skew - 1)
-        return round(total)
+        return self.score_window(state, pod, [node])[0]
+
+    def score_window(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+        """The raw scores of `nodes`, in one pass per constraint. With the counts taken
+        from tallies this costs the nodes alone, so that a class table may place spread
+        pods, scoring just its window (runtime.Framework._choose_alike)."""
+        s: _ScoreState = state.data[_SCORE]
+        totals = [0.0] * len(nodes)
+        for c, tally, counts, weight in zip(s.constraints, s.tallies, s.counts, s.weights,
+                                            strict=True):
+            key, base = c.key, c.max_skew - 1
+            index, domains, per_node = tally.index, tally.domains, tally.per_node
+            for i, node in enumerate(nodes):
+                value = node.labels.get(key)
+                if value is None:
+                    continue
+                if counts is not None:
+                    matching = counts.get(value, 0)
+                else:
+                    position = index.get(node.name)
+                    matching = (per_node[position]
+                                if position is not None and domains[position] is not None
+                                else _count(c, pod, node))
+                totals[i] += matching * weight + base
+        ignored = s.ignored
+        # Go's math.Round; ignored nodes score 0
+        return [0 if ignored and node.name in ignored else math.floor(total + 0.5)
+                for node, total in zip(nodes, totals, strict=True)]
 
     def normalize_scores(self, state: CycleState, pod: PodInfo, scores: dict[str, int]) -> None:
-        counted = [v for v in scores.values() if v >= 0]
-        if not counted:
-            return
-        low, high = min(counted), max(counted)
+        s: _ScoreState | None = state.data.get(_SCORE)
+        ignored = s.ignored if s is not None else set()
+        counted = [v for name, v in scores.items() if name not in ignored]
+        low, high = (min(counted), max(counted)) if counted else (0, 0)
         for name, value in scores.items():
-            if value < 0:
+            if name in ignored:
                 scores[name] = 0
             elif high == 0:
                 scores[name] = MAX_NODE_SCORE

@@ -1,0 +1,102 @@
+"""Spread tallies: the counts kept from the cache's change log must always equal a
+count over every node and pod, through assumes, bindings, removals, deletions,
+label changes, added and removed nodes, and a log that dropped changes."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from kubelite.api.selectors import LabelSelector
+from kubelite.scheduler import cache as cache_module
+from kubelite.scheduler.nodeinfo import PodInfo
+from kubelite.scheduler.plugins.podtopologyspread import Constraint, _count
+from kubelite.scheduler.spreadcounts import SpreadTallies
+from tests.scheduler.builders import Cluster, make_node, make_pod
+
+ZONE = "topology.kubernetes.io/zone"
+
+
+def constraint(key: str, *, honor_taints: bool = False) -> Constraint:
+    return Constraint(max_skew=1, key=key, hard=False,
+                      selector=LabelSelector.from_set({"app": "a"}), min_domains=1,
+                      honor_affinity=True, honor_taints=honor_taints)
+
+
+def brute(cluster: Cluster, c: Constraint, pod: PodInfo, required: tuple[str, ...]
+          ) -> tuple[dict[str, int], dict[str, int]]:
+    sums: Counter[str] = Counter()
+    per_node = {}
+    for node in cluster.cache.node_list():
+        if all(k in node.labels for k in required) and c.counts_node(pod, node):
+            found = _count(c, pod, node)
+            sums[node.labels[c.key]] += found
+            per_node[node.name] = found
+    return dict(sums), per_node
+
+
+def check(tallies: SpreadTallies, cluster: Cluster, c: Constraint, pod: PodInfo,
+          required: tuple[str, ...] = ()) -> None:
+    tally = tallies.tally(("k", c.key, c.honor_taints, required), cluster.cache, c.key,
+                          lambda n: all(k in n.labels for k in required)
+                          and c.counts_node(pod, n),
+                          lambda n: _count(c, pod, n))
+    sums, per_node = brute(cluster, c, pod, required)
+    assert tally.sums == sums
+    assert {n.name: tally.count_on(n.name) for n in cluster.cache.node_list()
+            if tally.count_on(n.name) is not None} == per_node
+
+
+def node(i: int, rng: random.Random) -> dict:
+    labels = {} if rng.random() < 0.1 else {ZONE: f"z{rng.randrange(3)}"}
+    taints = [{"key": "t", "effect": "NoSchedule"}] if rng.random() < 0.1 else None
+    return make_node(f"n{i}", labels=labels, taints=taints)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tallies_match_a_full_count_through_every_change(seed: int,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cache_module, "MAX_CHANGES", 40)
+    rng = random.Random(seed)
+    cluster = Cluster([node(i, rng) for i in range(60)])
+    tallies = SpreadTallies()
+    incoming = PodInfo.of(make_pod("incoming", labels={"app": "a"}))
+    constraints = [constraint(ZONE), constraint("kubernetes.io/hostname"),
+                   constraint(ZONE, honor_taints=True)]
+    placed: list[str] = []
+    for step in range(400):
+        roll = rng.random()
+        if roll < 0.5 or not placed:
+            name = f"p{step}"
+            pod = make_pod(name, labels={"app": rng.choice(["a", "b"])},
+                           namespace=rng.choice(["default", "default", "other"]))
+            target = f"n{rng.randrange(60)}"
+            if rng.random() < 0.5:
+                cluster.cache.assume(PodInfo.of(pod), target)
+            else:
+                pod["spec"]["nodeName"] = target
+                cluster.cache.add_pod(PodInfo.of(pod), target)
+            placed.append(f"{pod['metadata']['namespace']}/{name}")
+        elif roll < 0.7:
+            cluster.cache.remove_pod(placed.pop(rng.randrange(len(placed))))
+        elif roll < 0.8:
+            # a pod being deleted stops counting
+            key = rng.choice(placed)
+            where = cluster.cache.node_of(key)
+            info = cluster.node(where).pods.get(key) if where in cluster.cache.nodes else None
+            if info is not None:
+                gone = {**info.pod, "metadata": {**info.pod["metadata"],
+                                                 "deletionTimestamp": "2026-01-01T00:00:00Z"}}
+                cluster.cache.add_pod(PodInfo.of(gone), where)
+        elif roll < 0.93:
+            cluster.cache.set_node(node(rng.randrange(60), rng))
+        elif roll < 0.97:
+            cluster.cache.remove_node(f"n{rng.randrange(60)}")
+        else:
+            cluster.cache.set_node(node(rng.randrange(60), rng))
+        if step % 3 == 0:
+            for c in constraints:
+                check(tallies, cluster, c, incoming)
+            check(tallies, cluster, constraints[1], incoming, required=(ZONE,))
