@@ -21,12 +21,13 @@ framework takes the full path.
 from __future__ import annotations
 
 import random
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import compress
 
-from kubelite.scheduler.framework import SUCCESS, ChangeLog, CycleState, Status
+from kubelite.scheduler.changelog import ChangeLog, Follower, Followers, start
+from kubelite.scheduler.framework import SUCCESS, CycleState, Status
 from kubelite.scheduler.nodeinfo import NodeInfo, PodInfo
 
 Filter = Callable[[CycleState, PodInfo, NodeInfo], Status]
@@ -36,11 +37,7 @@ DEFAULT_TABLES = 8
 
 
 @dataclass(slots=True)
-class ClassTable:
-    layout: int
-    position: int
-    index: dict[str, int]
-    generations: list[int]
+class ClassTable(Follower):
     feasible: bytearray
     # weighted sum of the scores that need no normalisation; -1 where infeasible
     totals: list[int]
@@ -62,10 +59,9 @@ class Columns:
     normalised: list[int]
 
 
-@dataclass
 class ClassTables:
-    tables: int = DEFAULT_TABLES
-    _tables: OrderedDict[tuple[object, ...], ClassTable] = field(default_factory=OrderedDict)
+    def __init__(self, tables: int = DEFAULT_TABLES) -> None:
+        self._tables: Followers[ClassTable] = Followers(tables)
 
     def __len__(self) -> int:
         return len(self._tables)
@@ -73,40 +69,16 @@ class ClassTables:
     def table(self, key: tuple[object, ...], state: CycleState, pod: PodInfo,
               columns: Columns, cache: ChangeLog) -> ClassTable:
         """The class's table, brought up to date with the cache."""
-        table = self._tables.get(key)
-        nodes = cache.node_list()
-        changed = (cache.changes_since(table.position)
-                   if table is not None and table.layout == cache.layout else None)
-        if table is None or changed is None:
-            table = self._build(state, pod, columns, cache)
-            self._tables[key] = table
-            while len(self._tables) > self.tables:
-                self._tables.popitem(last=False)
-        else:
-            self._tables.move_to_end(key)
-            generations = table.generations
-            index = table.index
-            for name in changed:
-                position = index[name]
-                info = nodes[position]
-                if info.generation != generations[position]:
-                    _compute(table, position, info, state, pod, columns)
-            table.position = cache.changes_end
-        return table
 
-    def _build(self, state: CycleState, pod: PodInfo, columns: Columns,
-               cache: ChangeLog) -> ClassTable:
-        nodes = cache.node_list()
-        size = len(nodes)
-        table = ClassTable(
-            layout=cache.layout, position=cache.changes_end,
-            index={info.name: i for i, info in enumerate(nodes)},
-            generations=[0] * size, feasible=bytearray(size), totals=[-1] * size,
-            raw=[[0] * size for _ in columns.normalised],
-            values=[Counter() for _ in columns.normalised])
-        for position, info in enumerate(nodes):
-            _compute(table, position, info, state, pod, columns)
-        return table
+        def build(log: ChangeLog) -> ClassTable:
+            size = len(log.node_list())
+            return ClassTable(**start(log), feasible=bytearray(size), totals=[-1] * size,
+                              raw=[[0] * size for _ in columns.normalised],
+                              values=[Counter() for _ in columns.normalised])
+
+        return self._tables.get(
+            key, cache, build,
+            lambda table, position, info: _compute(table, position, info, state, pod, columns))
 
 
 def _compute(table: ClassTable, position: int, info: NodeInfo, state: CycleState,
@@ -135,7 +107,6 @@ def _compute(table: ClassTable, position: int, info: NodeInfo, state: CycleState
     else:
         table.totals[position] = -1
     table.feasible[position] = fits
-    table.generations[position] = info.generation
 
 
 def examined(feasible: bytearray, start: int, wanted: int, count: int) -> int:

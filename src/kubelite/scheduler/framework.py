@@ -21,11 +21,11 @@ checks which Protocols a plugin satisfies once, when the profile is built.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from kubelite.scheduler.changelog import ChangeLog
     from kubelite.scheduler.nodeinfo import NodeInfo, PodInfo
 
 Obj = dict[str, Any]
@@ -98,20 +98,6 @@ class CycleState:
     def clone(self) -> CycleState:
         data = {k: v.clone() if hasattr(v, "clone") else v for k, v in self.data.items()}
         return CycleState(data, set(self.skip_filter), set(self.skip_score))
-
-
-class ChangeLog(Protocol):
-    """The scheduler cache's node order and its log of changed nodes, from which
-    per-class tables and spread tallies catch up on just what changed."""
-
-    layout: int
-
-    def node_list(self) -> list[NodeInfo]: ...
-
-    def changes_since(self, position: int) -> Sequence[str] | None: ...
-
-    @property
-    def changes_end(self) -> int: ...
 
 
 class Handle(Protocol):

@@ -12,6 +12,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
+from kubelite.scheduler.changelog import ChangeLog
 from kubelite.scheduler.classtable import ClassTables, Columns, best, examined, window
 from kubelite.scheduler.equivalence import (
     NODE_LOCAL,
@@ -22,7 +23,6 @@ from kubelite.scheduler.equivalence import (
 from kubelite.scheduler.framework import (
     SUCCESS,
     BindPlugin,
-    ChangeLog,
     Code,
     CycleState,
     FilterPlugin,

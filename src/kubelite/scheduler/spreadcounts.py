@@ -13,11 +13,11 @@ usually the one node the previous pod was assumed on.
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
-from kubelite.scheduler.framework import ChangeLog
+from kubelite.scheduler.changelog import ChangeLog, Follower, Followers, start
 from kubelite.scheduler.nodeinfo import NodeInfo
 
 # How many constraints keep a tally at once (least recently used first out).
@@ -25,10 +25,7 @@ DEFAULT_TALLIES = 16
 
 
 @dataclass(slots=True)
-class Tally:
-    layout: int
-    position: int
-    index: dict[str, int]
+class Tally(Follower):
     # the domain each node counts toward; None where the node does not count
     domains: list[str | None]
     # matching pods on each counted node
@@ -45,58 +42,40 @@ class Tally:
         return self.per_node[position]
 
 
-@dataclass
 class SpreadTallies:
-    tallies: int = DEFAULT_TALLIES
-    _tallies: OrderedDict[Hashable, Tally] = field(default_factory=OrderedDict)
+    def __init__(self, tallies: int = DEFAULT_TALLIES) -> None:
+        self._tallies: Followers[Tally] = Followers(tallies)
 
     def __len__(self) -> int:
         return len(self._tallies)
 
     def tally(self, key: Hashable, log: ChangeLog, topology_key: str,
               counts: Callable[[NodeInfo], bool], matching: Callable[[NodeInfo], int]) -> Tally:
-        """The tally of `key`, brought up to date with the cache. `counts` tells whether
-        a node counts toward its domain (the node's `topology_key` label), `matching`
-        how many of its pods match; equal keys must mean equal functions."""
-        nodes = log.node_list()
-        tally = self._tallies.get(key)
-        changed = (log.changes_since(tally.position)
-                   if tally is not None and tally.layout == log.layout else None)
-        if tally is None or changed is None:
-            tally = Tally(layout=log.layout, position=log.changes_end,
-                          index={info.name: i for i, info in enumerate(nodes)},
-                          domains=[None] * len(nodes), per_node=[0] * len(nodes))
-            for position, info in enumerate(nodes):
-                _recount(tally, position, info, topology_key, counts, matching)
-            self._tallies[key] = tally
-            while len(self._tallies) > self.tallies:
-                self._tallies.popitem(last=False)
-            return tally
-        self._tallies.move_to_end(key)
-        index = tally.index
-        for name in set(changed):
-            position = index[name]
-            _recount(tally, position, nodes[position], topology_key, counts, matching)
-        tally.position = log.changes_end
-        return tally
+        """The tally of `key`, up to date with the cache. `counts` tells whether a node
+        counts toward its domain (the node's `topology_key` label), `matching` how many
+        of its pods match; equal keys must mean equal functions."""
 
+        def build(log: ChangeLog) -> Tally:
+            size = len(log.node_list())
+            return Tally(**start(log), domains=[None] * size, per_node=[0] * size)
 
-def _recount(tally: Tally, position: int, info: NodeInfo, topology_key: str,
-             counts: Callable[[NodeInfo], bool], matching: Callable[[NodeInfo], int]) -> None:
-    old = tally.domains[position]
-    if old is not None:
-        tally.sums[old] -= tally.per_node[position]
-        tally.members[old] -= 1
-        if not tally.members[old]:
-            del tally.members[old]
-            del tally.sums[old]
-    if counts(info):
-        domain = info.labels[topology_key]
-        found = matching(info)
-        tally.domains[position] = domain
-        tally.per_node[position] = found
-        tally.sums[domain] = tally.sums.get(domain, 0) + found
-        tally.members[domain] += 1
-    else:
-        tally.domains[position] = None
-        tally.per_node[position] = 0
+        def recount(tally: Tally, position: int, info: NodeInfo) -> None:
+            old = tally.domains[position]
+            if old is not None:
+                tally.sums[old] -= tally.per_node[position]
+                tally.members[old] -= 1
+                if not tally.members[old]:
+                    del tally.members[old]
+                    del tally.sums[old]
+            if counts(info):
+                domain = info.labels[topology_key]
+                found = matching(info)
+                tally.domains[position] = domain
+                tally.per_node[position] = found
+                tally.sums[domain] = tally.sums.get(domain, 0) + found
+                tally.members[domain] += 1
+            else:
+                tally.domains[position] = None
+                tally.per_node[position] = 0
+
+        return self._tallies.get(key, log, build, recount)
