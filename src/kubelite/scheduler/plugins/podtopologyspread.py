@@ -87,15 +87,24 @@ class _ScoreState:
 class _FilterState:
     constraints: list[Constraint]
     counts: list[Counter[str]] = field(default_factory=list)
+    # each constraint's least loaded domain, found once per change of its counts
+    # rather than by every Filter call (a hostname constraint has a domain per node)
+    minimums: dict[int, int] = field(default_factory=dict)
 
     def clone(self) -> _FilterState:
         return _FilterState(self.constraints, [Counter(c) for c in self.counts])
 
+    def add(self, i: int, domain: str, delta: int) -> None:
+        self.counts[i][domain] += delta
+        self.minimums.pop(i, None)
+
     def minimum(self, i: int) -> int:
-        counts = self.counts[i]
-        if len(counts) < self.constraints[i].min_domains:
-            return 0
-        return min(counts.values(), default=0)
+        known = self.minimums.get(i)
+        if known is None:
+            counts = self.counts[i]
+            known = self.minimums[i] = (0 if len(counts) < self.constraints[i].min_domains
+                                        else min(counts.values(), default=0))
+        return known
 
 
 class PodTopologySpread:
@@ -171,7 +180,7 @@ class PodTopologySpread:
             return
         for i, c in enumerate(fs.constraints):
             if c.counts_node(pod, node) and c.selector.matches(victim.labels):
-                fs.counts[i][node.labels[c.key]] += delta
+                fs.add(i, node.labels[c.key], delta)
 
     def remove_pod(self, state: CycleState, pod: PodInfo, victim: PodInfo,
                    node: NodeInfo) -> None:
