@@ -5,6 +5,7 @@ total), and the table must fall back to the full cycle whenever it cannot know."
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -42,6 +43,9 @@ def assert_same_choice(fast: Placement, full: Placement) -> None:
     assert fast.examined == full.examined
     if full.chosen is None:
         assert fast.chosen is None
+        return
+    if not full.totals:  # one feasible node, taken without scoring
+        assert fast.chosen == full.chosen
         return
     top = max(full.totals.values())
     assert full.totals[fast.chosen] == top, (fast.chosen, full.totals[fast.chosen], top)
@@ -159,8 +163,39 @@ def spread_pod(name: str) -> dict:
          "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": {"app": "s"}}}])
 
 
-@pytest.mark.parametrize("make", [owned_pod, spread_pod], ids=["default-spread", "own-spread"])
-def test_spread_pods_are_table_placed_where_the_full_cycle_puts_them(make) -> None:
+def hard_spread_pod(key: str, skew: int) -> Callable[[str], dict]:
+    def make(name: str) -> dict:
+        return make_pod(name, cpu="250m", labels={"app": "h"}, topologySpreadConstraints=[
+            {"maxSkew": skew, "topologyKey": key, "whenUnsatisfiable": "DoNotSchedule",
+             "labelSelector": {"matchLabels": {"app": "h"}}}])
+    return make
+
+
+def anti_affinity_pod(name: str) -> dict:
+    term = {"labelSelector": {"matchLabels": {"app": "x"}},
+            "topologyKey": "kubernetes.io/hostname"}
+    return make_pod(name, cpu="250m", labels={"app": "x"}, affinity={"podAntiAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": [term]}})
+
+
+def preferred_affinity_pod(name: str) -> dict:
+    term = {"labelSelector": {"matchLabels": {"app": "y"}}, "topologyKey": ZONE}
+    return make_pod(name, cpu="250m", labels={"app": "y"}, affinity={"podAffinity": {
+        "preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 50, "podAffinityTerm": term}]}})
+
+
+KINDS = {"default-spread": owned_pod, "own-spread": spread_pod,
+         "hard-zone-spread": hard_spread_pod(ZONE, 2),
+         "hard-hostname-spread": hard_spread_pod("kubernetes.io/hostname", 1),
+         "anti-affinity": anti_affinity_pod, "preferred-affinity": preferred_affinity_pod}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_pods_with_cluster_wide_plugins_land_where_the_full_cycle_puts_them(kind: str) -> None:
+    """The table answers the node-local plugins; spread, affinity and the like run on
+    its window, and the pod must land where the full cycle would put it."""
+    make = KINDS[kind]
     # 300 nodes in 3 zones (a few without a zone label), pods already on some.
     rng = random.Random(3)
     nodes = [make_node(f"n{i}", cpu=str(rng.choice([2, 4, 8])),
@@ -169,34 +204,18 @@ def test_spread_pods_are_table_placed_where_the_full_cycle_puts_them(make) -> No
                for i in range(30)]
     cluster = Cluster(nodes, running, replicasets=[REPLICASET])
     table_fw, full_fw = cluster.framework(), cluster.framework()
-    start, answered = 0, 0
-    for i in range(300):
+    start, answered, placed = 0, 0, 0
+    for i in range(250):
         pod = make(f"p{i}")
         fast, full = both(cluster, table_fw, full_fw, pod, start)
-        assert "PodTopologySpread" in full.scorers
         assert_same_choice(fast, full)
+        if full.chosen is None:
+            continue
         answered += fast.looked_at >= 0
+        placed += 1
         start = (start + fast.examined) % 300
         cluster.cache.assume(PodInfo.of(pod), fast.chosen)
         if i % 40 == 39:  # pods go away and a node changes zone
             cluster.cache.remove_pod(f"default/p{i - 20}")
             cluster.cache.set_node(make_node(f"n{i}", cpu="8", labels={ZONE: "z9"}))
-    assert answered == 300
-    zones = [cluster.node(cluster.cache.node_of(f"default/p{i}")).labels.get(ZONE)
-             for i in range(300) if cluster.cache.node_of(f"default/p{i}")]
-    counts = sorted(zones.count(z) for z in ("z0", "z1", "z2"))
-    assert counts[-1] - counts[0] <= 0.1 * len(zones), counts
-
-
-def test_hard_spread_constraints_take_the_full_cycle() -> None:
-    nodes = [make_node(f"n{i}", labels={ZONE: f"z{i % 3}"}) for i in range(120)]
-    cluster = Cluster(nodes)
-    fw = cluster.framework()
-    pod = make_pod("s", cpu="1", labels={"app": "s"}, topologySpreadConstraints=[{
-        "maxSkew": 1, "topologyKey": ZONE, "whenUnsatisfiable": "DoNotSchedule",
-        "labelSelector": {"matchLabels": {"app": "s"}}}])
-    placement = fw.schedule(CycleState(), PodInfo.of(pod), cluster.cache.node_list(),
-                            cache=cluster.cache)
-    assert placement.looked_at == -1
-    assert placement.chosen is not None
-    assert len(fw.tables) == 0
+    assert answered == placed > 100

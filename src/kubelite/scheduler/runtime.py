@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from kubelite.scheduler.changelog import ChangeLog
-from kubelite.scheduler.classtable import ClassTables, Columns, best, examined, window
+from kubelite.scheduler.classtable import ClassTables, Columns, Filter, best, examined, window
 from kubelite.scheduler.equivalence import (
     NODE_LOCAL,
     EquivalenceCache,
@@ -189,12 +189,13 @@ class Framework:
         active = [p for p in self.filters if p.name not in state.skip_filter]
         filters = [p.filter for p in active]
         memo = None
+        if not all_nodes and cache is not None and not nominated and self.scorers and total:
+            found = self._choose_alike(state, pod, active, cache, start % total, wanted)
+            if found is not None:
+                placement.chosen, placement.looked_at = found
+                return placement
+            state.skip_score.clear()
         if not all_nodes and all(p.name in NODE_LOCAL for p in active):
-            if cache is not None and not nominated and self.scorers and total:
-                found = self._choose_alike(state, pod, active, cache, start % total, wanted)
-                if found is not None:
-                    placement.chosen, placement.looked_at = found
-                    return placement
             memo = self.equivalence.results(pod)
         filtered = placement.filtered
         feasible_infos: list[NodeInfo] = []
@@ -233,59 +234,90 @@ class Framework:
     def _choose_alike(self, state: CycleState, pod: PodInfo, filters: list[FilterPlugin],
                       cache: ChangeLog, start: int, wanted: int) -> tuple[str, int] | None:
         """(node, nodes examined) from the pod's class table, or None when the full
-        cycle must run: a score plugin that is neither node-local nor able to score a
-        window of nodes scores this pod, a node-local normalising plugin's scores
-        differ between nodes, or no node fits. Plugins that score windows (spread
-        constraints) score the feasible nodes of the window, as the full cycle does."""
+        cycle must run: a node-local normalising plugin's scores differ between
+        nodes, or no node fits (whose reasons the full cycle reports).
+
+        The table holds what node-local plugins answer. The other filters run on the
+        nodes the table finds feasible, from the round-robin start until enough pass,
+        and the other scorers score those, as the full cycle does: plugins that count
+        pods across the cluster cost the window, not the whole cluster."""
         nodes = cache.node_list()
-        windowed: list[PreScorePlugin] = []
         for plugin in self.pre_scores:
-            if plugin.name in NODE_LOCAL:
-                if plugin.pre_score(state, pod, nodes).code is Code.SKIP:
-                    state.skip_score.add(plugin.name)
-            elif getattr(plugin, "scores_pod", None) is None:
-                return None
-            elif not plugin.scores_pod(pod):
+            if plugin.name not in NODE_LOCAL:
+                continue
+            if plugin.pre_score(state, pod, nodes).code is Code.SKIP:
                 state.skip_score.add(plugin.name)
-            elif getattr(plugin, "score_window", None) is not None:
-                windowed.append(plugin)
-            else:
-                return None
-        scorers = [s for s in self.scorers if s[0].name not in state.skip_score]
-        local = [s for s in scorers if s[0].name in NODE_LOCAL]
-        others = [s for s in scorers if s[0].name not in NODE_LOCAL]
-        if not {p.name for p, _, _ in others} <= {p.name for p in windowed}:
-            return None
+        local_filters = [p for p in filters if p.name in NODE_LOCAL]
+        live_filters = [p.filter for p in filters if p.name not in NODE_LOCAL]
+        local = [s for s in self.scorers
+                 if s[0].name in NODE_LOCAL and s[0].name not in state.skip_score]
         columns = Columns(
-            filters=[p.filter for p in filters], scores=[p.score for p, _, _ in local],
+            filters=[p.filter for p in local_filters], scores=[p.score for p, _, _ in local],
             plain=[(c, w) for c, (_, normalise, w) in enumerate(local) if not normalise],
             normalised=[c for c, (_, normalise, _) in enumerate(local) if normalise])
-        key = (equivalence_key(pod), tuple(p.name for p in filters),
+        key = (equivalence_key(pod), tuple(p.name for p in local_filters),
                tuple(p.name for p, _, _ in local))
         table = self.tables.table(key, state, pod, columns, cache)
         if not table.feasible_count or any(len(v) > 1 for v in table.values):
             return None
-        span = examined(table.feasible, start, wanted, table.feasible_count)
-        if not others:
-            return nodes[best(table.totals, start, span)].name, span
-        positions = window(table.feasible, start, span)
+        live_pre_scores = [p for p in self.pre_scores if p.name not in NODE_LOCAL]
+        for plugin in live_pre_scores:
+            if getattr(plugin, "scores_pod", None) is not None and not plugin.scores_pod(pod):
+                state.skip_score.add(plugin.name)
+        live_scorers = [s for s in self.scorers
+                        if s[0].name not in NODE_LOCAL and s[0].name not in state.skip_score]
+        if live_filters:
+            positions, span = self._live_window(state, pod, live_filters, table.feasible,
+                                                nodes, start, wanted)
+            if not positions:
+                return None
+        else:
+            span = examined(table.feasible, start, wanted, table.feasible_count)
+            if not live_scorers:
+                return nodes[best(table.totals, start, span)].name, span
+            positions = window(table.feasible, start, span)
         infos = [nodes[i] for i in positions]
         totals = [table.totals[i] for i in positions]
-        for plugin in windowed:
-            if plugin.pre_score(state, pod, infos).code is Code.SKIP:
-                state.skip_score.add(plugin.name)
-        for plugin, normalise, weight in others:
-            if plugin.name in state.skip_score:
-                continue
-            raw = plugin.score_window(state, pod, infos)  # type: ignore[attr-defined]
-            if normalise:
-                scores = dict(zip([info.name for info in infos], raw, strict=True))
-                plugin.normalize_scores(state, pod, scores)  # type: ignore[attr-defined]
-                raw = list(scores.values())
-            totals = [total + score * weight for total, score in zip(totals, raw, strict=True)]
+        if len(infos) > 1 and live_scorers:
+            for plugin in live_pre_scores:
+                if (plugin.name not in state.skip_score
+                        and plugin.pre_score(state, pod, infos).code is Code.SKIP):
+                    state.skip_score.add(plugin.name)
+            for plugin, normalise, weight in live_scorers:
+                if plugin.name in state.skip_score:
+                    continue
+                scorer = getattr(plugin, "score_window", None)
+                raw = (scorer(state, pod, infos) if scorer is not None
+                       else [plugin.score(state, pod, info) for info in infos])
+                if normalise:
+                    scores = dict(zip([info.name for info in infos], raw, strict=True))
+                    plugin.normalize_scores(state, pod, scores)  # type: ignore[attr-defined]
+                    raw = list(scores.values())
+                totals = [total + score * weight
+                          for total, score in zip(totals, raw, strict=True)]
         top = max(totals)
         ties = [i for i, total in enumerate(totals) if total == top]
         return infos[ties[0] if len(ties) == 1 else random.choice(ties)].name, span
+
+    @staticmethod
+    def _live_window(state: CycleState, pod: PodInfo, live: list[Filter], feasible: bytearray,
+                     nodes: list[NodeInfo], start: int, wanted: int) -> tuple[list[int], int]:
+        """The positions of the first `wanted` nodes, from `start` round-robin, that
+        the table finds feasible and `live` filters pass; and how many nodes that
+        examined (all of them when fewer pass)."""
+        size = len(nodes)
+        passed: list[int] = []
+        for position in window(feasible, start, size):
+            info = nodes[position]
+            for fn in live:
+                status = fn(state, pod, info)
+                if status is not SUCCESS and not status.ok:
+                    break
+            else:
+                passed.append(position)
+                if len(passed) >= wanted:
+                    return passed, (position - start) % size + 1
+        return passed, size
 
     def _filter_with_nominated(self, state: CycleState, pod: PodInfo, info: NodeInfo,
                                nominated: list[PodInfo]) -> Status:
