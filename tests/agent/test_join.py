@@ -7,7 +7,6 @@ import dataclasses
 import datetime as dt
 import json
 import random
-import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -29,14 +28,9 @@ from kubelite.client import Client, ClientConfig, Forbidden, load_kubeconfig
 from kubelite.server.app import APIServer, ServerConfig
 from kubelite.server.certs import ca_hash
 from kubelite.store.sqlite import SqliteStore
+from tests.ports import free_port
 
 REVIEW = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -50,7 +44,7 @@ class Cluster:
 
 @pytest.fixture
 async def cluster(tmp_path) -> AsyncIterator[Cluster]:
-    port = _port()
+    port = free_port()
     data = tmp_path / "server"
     async with APIServer(ServerConfig(data_dir=data, port=port),
                          SqliteStore(tmp_path / "state.db")):

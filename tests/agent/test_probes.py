@@ -17,7 +17,7 @@ from aiohttp import web
 from kubelite.agent.probes import ProbeWorker, Target, run_handler
 from kubelite.runtime.base import ContainerID
 from tests.agent.fakes import FakeRuntime
-from tests.e2e.conftest import free_port
+from tests.ports import free_port
 
 
 @pytest.fixture

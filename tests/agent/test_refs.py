@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,15 +25,10 @@ from kubelite.client.api import CORE_POD
 from kubelite.server.app import APIServer, ServerConfig
 from kubelite.store.sqlite import SqliteStore
 from tests.agent.fakes import eventually
+from tests.ports import free_port
 
 Obj = dict[str, Any]
 NODES = registry.lookup("", "v1", "nodes")
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -74,7 +68,7 @@ def client_certificate(pki: Path, user: str, *groups: str) -> tuple[bytes, bytes
 
 @pytest.fixture
 async def real_server(tmp_path: Path) -> AsyncIterator[RealServer]:
-    port = _port()
+    port = free_port()
     data = tmp_path / "server"
     async with APIServer(ServerConfig(data_dir=data, port=port),
                          SqliteStore(tmp_path / "state.db")):

@@ -21,6 +21,7 @@ import pytest
 
 from kubelite.api.registry import lookup
 from kubelite.client import Client, InformerFactory, NotFound, load_kubeconfig
+from tests.ports import free_port
 
 Obj = dict[str, Any]
 PODS = lookup("", "v1", "pods")
@@ -28,17 +29,11 @@ NODES = lookup("", "v1", "nodes")
 NAMESPACES = lookup("", "v1", "namespaces")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The kubeconfig of a fresh API server for the module."""
     base = tmp_path_factory.mktemp("api")
-    port = _free_port()
+    port = free_port()
     log = open(base / "server.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "kubelite.cli.main", "server", "--data-dir", str(base / "data"),

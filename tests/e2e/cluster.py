@@ -15,7 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import KUBECTL, free_port
+from tests.e2e.conftest import KUBECTL
+from tests.ports import free_port
 
 KUBELITE = [sys.executable, "-m", "kubelite.cli.main"]
 

@@ -16,13 +16,9 @@ from typing import Any
 
 import pytest
 
+from tests.ports import free_port
+
 KUBECTL = "kubectl"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

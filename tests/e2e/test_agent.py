@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Server, free_port
+from tests.e2e.conftest import Server
+from tests.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

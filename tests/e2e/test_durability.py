@@ -9,8 +9,9 @@ import time
 import orjson
 import pytest
 
-from tests.e2e.conftest import Server, free_port
+from tests.e2e.conftest import Server
 from tests.e2e.test_bad_input import CM_PATH, Raw
+from tests.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -71,7 +71,7 @@ async def test_missing_image_is_a_pull_error(registry: Callable[..., object],
 
 
 async def test_unreachable_registry_is_a_pull_error(root: Path) -> None:
-    from .registry_fixture import free_port
+    from tests.ports import free_port
     with pytest.raises(ImagePullError, match="unreachable"):
         await OCIImageStore(root).ensure(f"127.0.0.1:{free_port()}/x:v1", pull_policy="Always")
 

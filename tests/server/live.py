@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,12 +12,7 @@ import yaml
 
 from kubelite.server.app import APIServer, ServerConfig
 from kubelite.store.sqlite import SqliteStore
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.ports import free_port
 
 
 @contextlib.asynccontextmanager

@@ -4,7 +4,6 @@ server answering a node's client certificate with 200s and 403s."""
 from __future__ import annotations
 
 import datetime as dt
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ from kubelite.server.certs import issue_certificate
 from kubelite.server.nodeauthz import Attributes, NodeAuthorizer, pod_uses, selected_name
 from kubelite.server.objects import Objects
 from kubelite.store.sqlite import SqliteStore
+from tests.ports import free_port
 
 PODS = lookup("", "v1", "pods")
 assert PODS is not None
@@ -159,18 +159,12 @@ def test_selected_name(selector, name):
     assert selected_name(selector) == name
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _obj(kind: str, name: str, **rest) -> dict:
     return {"apiVersion": "v1", "kind": kind, "metadata": {"name": name}, **rest}
 
 
 async def test_a_node_certificate_gets_200_on_its_objects_and_403_on_others(tmp_path):
-    port = _port()
+    port = free_port()
     async with APIServer(ServerConfig(data_dir=tmp_path, port=port),
                          SqliteStore(tmp_path / "state.db")):
         admin = load_kubeconfig(tmp_path / "kubeconfig")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import socket
 from dataclasses import dataclass
 
 import orjson
@@ -19,6 +18,7 @@ from kubelite.server.app import APIServer, ServerConfig
 from kubelite.server.auth import Authenticator, TokenSigner
 from kubelite.server.objects import Objects
 from kubelite.store.sqlite import SqliteStore
+from tests.ports import free_port
 
 NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 TOKEN = tokens.BootstrapToken("abcdef", "0123456789abcdef")
@@ -145,16 +145,10 @@ async def test_the_authenticator_finds_bootstrap_tokens_in_the_store(tmp_path):
         await store.close()
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def test_a_token_made_through_the_api_authenticates_until_it_expires(tmp_path):
     from kubelite.cli.token import create_token, ensure_server_token
 
-    port = _port()
+    port = free_port()
     async with APIServer(ServerConfig(data_dir=tmp_path, port=port), SqliteStore(
             tmp_path / "state.db")):
         admin = load_kubeconfig(tmp_path / "kubeconfig")
