@@ -7,7 +7,10 @@ back in the controller manager as `kubelite server` runs it. The nodes are hollo
 (kubelite simulate) keeping Leases alive and, unless --no-run-pods, reporting their
 pods Running, all through the same API server that takes the bindings.
 
-    .venv/bin/python bench/scheduler.py [--nodes 5000] [--pods 10000] [--no-run-pods]
+    .venv/bin/python bench/scheduler.py [--nodes 5000] [--pods 10000] [--no-run-pods] [--owned]
+
+--owned makes the pods a ReplicaSet's, as a Deployment's are: the scheduler then
+applies the cluster's default topology spread (by hostname and zone) to them.
 
 Prints one JSON object on its last line.
 """
