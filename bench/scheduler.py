@@ -7,10 +7,11 @@ back in the controller manager as `kubelite server` runs it. The nodes are hollo
 (kubelite simulate) keeping Leases alive and, unless --no-run-pods, reporting their
 pods Running, all through the same API server that takes the bindings.
 
-    .venv/bin/python bench/scheduler.py [--nodes 5000] [--pods 10000] [--no-run-pods] [--owned]
+    .venv/bin/python bench/scheduler.py [--nodes 5000] [--pods 10000] [--no-run-pods] [--owned] [--zones 3]
 
 --owned makes the pods a ReplicaSet's, as a Deployment's are: the scheduler then
-applies the cluster's default topology spread (by hostname and zone) to them.
+applies the cluster's default topology spread to them, by hostname and, with
+--zones N, by zone.
 
 Prints one JSON object on its last line.
 """
@@ -133,6 +134,8 @@ async def main() -> None:
                         help="pods of one ReplicaSet, as a Deployment's are, which brings in "
                         "the default topology spread (hostname and zone); only without "
                         "--with-controllers, whose ReplicaSet controller would delete them")
+    parser.add_argument("--zones", type=int, default=0,
+                        help="spread the nodes over this many topology.kubernetes.io/zone values")
     parser.add_argument("--lease-interval", type=float, default=60.0)
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="stop waiting for bindings after this many seconds")
@@ -160,7 +163,7 @@ async def main() -> None:
                     stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / "scheduler.log", "wb"))
             await asyncio.sleep(1.0)
             bench = apibench.Bench(data, port)
-            spec = HollowSpec(count=args.nodes, cpu="32", memory="256Gi", pods=110,
+            spec = HollowSpec(count=args.nodes, cpu="32", memory="256Gi", pods=110, zones=args.zones,
                               lease_interval=args.lease_interval,
                               run_pods=not args.no_run_pods)
             config = await asyncio.to_thread(load_kubeconfig, data / "kubeconfig")
@@ -228,7 +231,7 @@ async def main() -> None:
             times = sorted(bound.values())
             latencies = [bound[n] - created[n] for n in bound if n in created]
             result = {
-                "nodes": args.nodes, "pods": args.pods, "owned": args.owned, "bound": len(bound),
+                "nodes": args.nodes, "pods": args.pods, "owned": args.owned, "zones": args.zones, "bound": len(bound),
                 "create_s": round(create_s, 2),
                 "throughput_pods_per_s": round((len(times) - 1) / (times[-1] - times[0]), 1),
                 "latency_p50_ms": round(apibench.pct(latencies, 0.5) * 1000, 1),
