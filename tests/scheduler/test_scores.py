@@ -150,3 +150,18 @@ def test_large_cluster_stops_after_enough_feasible_nodes_and_rotates() -> None:
     assert len(first.feasible) == 420  # 50 - 1000/125 = 42%
     second = fw.schedule(CycleState(), PodInfo.of(make_pod(cpu="1")), nodes, start=420)
     assert second.feasible[0] == "n420"
+
+
+def test_default_spread_takes_services_of_the_pods_namespace_only() -> None:
+    nodes = [make_node("a1", labels={ZONE: "a"}), make_node("b1", labels={ZONE: "b"})]
+    pods = [make_pod("w-0", labels={"app": "w"}, node="a1")]
+    elsewhere = {"metadata": {"name": "w", "namespace": "other"}, "spec": {"selector": {"app": "w"}}}
+    cluster = Cluster(nodes, pods, services=[elsewhere])
+    placement = cluster.framework().schedule(CycleState(), PodInfo.of(make_pod(labels={"app": "w"})),
+                                             cluster.cache.node_list(), all_nodes=True)
+    assert "PodTopologySpread" in placement.skipped_scores
+    here = {**elsewhere, "metadata": {"name": "w", "namespace": "default"}}
+    cluster = Cluster(nodes, pods, services=[elsewhere, here])
+    placement = cluster.framework().schedule(CycleState(), PodInfo.of(make_pod(labels={"app": "w"})),
+                                             cluster.cache.node_list(), all_nodes=True)
+    assert placement.scores["PodTopologySpread"]["b1"] > placement.scores["PodTopologySpread"]["a1"]

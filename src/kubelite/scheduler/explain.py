@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kubelite.client.informer import object_key
+from kubelite.client.informer import NAMESPACE_INDEX, object_key
 from kubelite.scheduler.cache import SchedulerCache
 from kubelite.scheduler.config import DEFAULT_SCHEDULER, SchedulerConfiguration, build_framework
 from kubelite.scheduler.framework import CycleState, Lister
@@ -31,6 +31,12 @@ class StaticLister:
 
     def list(self) -> list[Obj]:
         return list(self._objects.values())
+
+    def by_index(self, name: str, value: str) -> list[Obj]:
+        if name != NAMESPACE_INDEX:
+            raise KeyError(f"no index named {name!r}")
+        return [o for o in self._objects.values()
+                if (o.get("metadata") or {}).get("namespace") == value]
 
 
 @dataclass

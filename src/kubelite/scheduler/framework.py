@@ -123,6 +123,10 @@ class Lister(Protocol):
 
     def list(self) -> list[Obj]: ...
 
+    def by_index(self, name: str, value: str) -> list[Obj]:
+        """The objects an index files under `value`; every lister has "namespace"."""
+        ...
+
 
 class Plugin(Protocol):
     name: str

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from kubelite.api.selectors import EQUALS, LabelSelector, Requirement
+from kubelite.client.informer import NAMESPACE_INDEX
 from kubelite.scheduler.framework import MAX_NODE_SCORE, SKIP, SUCCESS, CycleState, Handle, Status
 from kubelite.scheduler.nodeinfo import HOSTNAME, ZONE, NodeInfo, PodInfo, selector_of
 from kubelite.scheduler.plugins.nodeaffinity import required_matches
@@ -120,10 +121,9 @@ class PodTopologySpread:
         """Kubernetes' DefaultSelector: the selectors of Services, ReplicaSets and
         StatefulSets that select the pod, ANDed."""
         requirements: list[Requirement] = []
-        for svc in self.handle.lister("services").list():
+        for svc in self.handle.lister("services").by_index(NAMESPACE_INDEX, pod.namespace):
             selector = (svc.get("spec") or {}).get("selector")
-            if (svc["metadata"].get("namespace") == pod.namespace and selector
-                    and LabelSelector.from_set(selector).matches(pod.labels)):
+            if selector and LabelSelector.from_set(selector).matches(pod.labels):
                 requirements += LabelSelector.from_set(selector).requirements
         for plural in ("replicasets", "statefulsets"):
             for owner in pod.pod["metadata"].get("ownerReferences") or []:
