@@ -13,11 +13,11 @@ kubectl drain retries.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 from typing import Any
 
 from kubelite.api import errors
+from kubelite.api.patch import deep_copy
 from kubelite.api.registry import lookup
 from kubelite.api.selectors import LabelSelector
 from kubelite.server.objects import Objects
@@ -92,7 +92,7 @@ def _take_one(pdb: Obj, pod_name: str) -> Obj:
             "reason": "DisruptionBudget",
             "message": f"The disruption budget {name} needs {status.get('desiredHealthy', 0)} "
                        f"healthy pods and has {status.get('currentHealthy', 0)} currently"}])
-    updated = copy.deepcopy(pdb)
+    updated = deep_copy(pdb)
     new_status = updated.setdefault("status", {})
     new_status["disruptionsAllowed"] = allowed - 1
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

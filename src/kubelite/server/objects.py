@@ -9,7 +9,6 @@ request handlers before `create` / `update` (see server/handlers.py).
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import secrets
 import uuid
@@ -21,6 +20,7 @@ import orjson
 
 from kubelite.api import errors
 from kubelite.api.clock import now_rfc3339
+from kubelite.api.patch import deep_copy
 from kubelite.api.registry import Resource
 from kubelite.store import errors as store_errors
 from kubelite.store.base import KV, Event, Store
@@ -325,7 +325,7 @@ class Objects:
                 return current
         elif not finalizers and not grace and not _spec_finalizers(res, current):
             return None
-        marked = copy.deepcopy(current)
+        marked = deep_copy(current)
         mmeta = marked["metadata"]
         if not mmeta.get("deletionTimestamp"):
             when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=grace or 0)

@@ -6,9 +6,9 @@ write through the main resource or through /status may change, when
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
+from kubelite.api.patch import deep_copy
 from kubelite.api.registry import Resource
 
 # Kinds whose spec changes bump metadata.generation (their strategies do so).
@@ -60,7 +60,7 @@ def prepare_for_update(
     may not change taken from `old`. Returns a new dict; inputs stay unchanged."""
     if subresource == "status":
         # A status write changes status only (and finalizers/labels do not ride along).
-        out = copy.deepcopy(old)
+        out = deep_copy(old)
         if "status" in new:
             out["status"] = new["status"]
         else:

@@ -9,7 +9,6 @@ conflict, as the apiserver's GuaranteedUpdate.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from aiohttp import web
@@ -163,7 +162,7 @@ class Writer:
         assert t.name is not None
         for attempt in range(_RETRIES):
             old = await self.objects.get(t.res, t.namespace, t.name)
-            new = mutate(copy.deepcopy(old))
+            new = mutate(patches.deep_copy(old))
             rv = precondition_rv
             if rv is None:
                 rv = int(old["metadata"]["resourceVersion"])
@@ -232,7 +231,7 @@ class Writer:
             if existing is None and not t.subresource:
                 patch["metadata"].setdefault("name", t.name)
                 stored, warnings = await self.create(
-                    t.res, t.namespace, copy.deepcopy(patch), manager=manager, fv=fv, dry=dry,
+                    t.res, t.namespace, patches.deep_copy(patch), manager=manager, fv=fv, dry=dry,
                     applied=patch, force=force)
                 return codec.json_response(stored, status=201,
                                            headers=_warning_headers(warnings))
