@@ -11,6 +11,7 @@ import pytest
 
 from kubelite.api.selectors import LabelSelector
 from kubelite.scheduler import cache as cache_module
+from kubelite.scheduler.framework import CycleState
 from kubelite.scheduler.nodeinfo import PodInfo
 from kubelite.scheduler.plugins.podtopologyspread import Constraint, _count
 from kubelite.scheduler.spreadcounts import SpreadTallies
@@ -100,3 +101,21 @@ def test_tallies_match_a_full_count_through_every_change(seed: int,
             for c in constraints:
                 check(tallies, cluster, c, incoming)
             check(tallies, cluster, constraints[1], incoming, required=(ZONE,))
+
+
+def test_a_preemption_dry_run_counts_only_nodes_with_every_constraint_label() -> None:
+    # As kube-scheduler's PreFilter state update: a node without one of the constraints'
+    # labels never counts, whether pods are added to it or taken away.
+    cluster = Cluster([make_node("full", labels={ZONE: "a", "rack": "r1"}),
+                       make_node("no-rack", labels={ZONE: "a"})])
+    spread = cluster.framework().plugin("PodTopologySpread")
+    pod = PodInfo.of(make_pod("p", labels={"app": "a"}, topologySpreadConstraints=[
+        {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "DoNotSchedule",
+         "labelSelector": {"matchLabels": {"app": "a"}}} for key in (ZONE, "rack")]))
+    state = CycleState()
+    spread.pre_filter(state, pod)
+    victim = PodInfo.of(make_pod("v", labels={"app": "a"}))
+    spread.add_pod(state, pod, victim, cluster.node("no-rack"))
+    assert [dict(c) for c in state.data["podtopologyspread/filter"].counts] == [{"a": 0}, {"r1": 0}]
+    spread.add_pod(state, pod, victim, cluster.node("full"))
+    assert [dict(c) for c in state.data["podtopologyspread/filter"].counts] == [{"a": 1}, {"r1": 1}]

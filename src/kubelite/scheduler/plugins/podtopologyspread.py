@@ -176,7 +176,8 @@ class PodTopologySpread:
     def _update(self, state: CycleState, pod: PodInfo, victim: PodInfo, node: NodeInfo,
                 delta: int) -> None:
         fs: _FilterState | None = state.data.get(_FILTER)
-        if fs is None or victim.namespace != pod.namespace:
+        if (fs is None or victim.namespace != pod.namespace
+                or not all(c.key in node.labels for c in fs.constraints)):
             return
         for i, c in enumerate(fs.constraints):
             if c.counts_node(pod, node) and c.selector.matches(victim.labels):
