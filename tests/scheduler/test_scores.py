@@ -165,3 +165,33 @@ def test_default_spread_takes_services_of_the_pods_namespace_only() -> None:
     placement = cluster.framework().schedule(CycleState(), PodInfo.of(make_pod(labels={"app": "w"})),
                                              cluster.cache.node_list(), all_nodes=True)
     assert placement.scores["PodTopologySpread"]["b1"] > placement.scores["PodTopologySpread"]["a1"]
+
+
+def spread_scores(args: dict | None = None) -> dict[str, int]:
+    """Normalised PodTopologySpread scores of a Service's pod on a1 (zone a, 3 of its
+    pods), b1 (zone b) and x (no zone label), the cluster defaults applying."""
+    nodes = [make_node("a1", labels={ZONE: "a"}), make_node("b1", labels={ZONE: "b"}),
+             make_node("x")]
+    pods = [make_pod(f"w-{i}", labels={"app": "w"}, node="a1") for i in range(3)]
+    service = {"metadata": {"name": "w", "namespace": "default"}, "spec": {"selector": {"app": "w"}}}
+    cluster = Cluster(nodes, pods, services=[service])
+    fw = cluster.framework(Profile(args={"PodTopologySpread": args}) if args else None)
+    placement = fw.schedule(CycleState(), PodInfo.of(make_pod(labels={"app": "w"})),
+                            cluster.cache.node_list(), all_nodes=True)
+    return placement.scores["PodTopologySpread"]
+
+
+def test_system_default_spread_scores_as_kube_scheduler() -> None:
+    # Weights: hostname log(3 + 2); zone log(3 + 2), x's missing zone counting as the
+    # domain "". Raw: a1 round(3 log 5 + 2 + 3 log 5 + 4) = 16, b1 6, x 2 (hostname only).
+    assert spread_scores() == {"a1": 100 * (18 - 16) // 16, "b1": 100 * (18 - 6) // 16, "x": 100}
+
+
+def test_configured_default_spread_ignores_nodes_without_every_label() -> None:
+    # Configured defaults need every label: x is ignored. Weights log(2 + 2); raw a1
+    # round(6 log 4 + 6) = 14, b1 6.
+    constraints = [{"maxSkew": 3, "topologyKey": "kubernetes.io/hostname",
+                    "whenUnsatisfiable": "ScheduleAnyway"},
+                   {"maxSkew": 5, "topologyKey": ZONE, "whenUnsatisfiable": "ScheduleAnyway"}]
+    scores = spread_scores({"defaultingType": "List", "defaultConstraints": constraints})
+    assert scores == {"a1": 100 * (20 - 14) // 14, "b1": 100, "x": 0}

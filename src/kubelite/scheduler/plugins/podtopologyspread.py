@@ -115,6 +115,8 @@ class PodTopologySpread:
                  ) -> None:
         self.handle = handle
         self.defaults = default_constraints
+        # Only Kubernetes' own defaults score nodes without a zone by hostname alone.
+        self.system_defaulted = default_constraints is SYSTEM_DEFAULTS
         self.tallies = SpreadTallies()
 
     def _default_selector(self, pod: PodInfo) -> LabelSelector | None:
@@ -212,9 +214,10 @@ class PodTopologySpread:
         constraints = self.constraints(pod, hard=False)
         if not constraints or not nodes:
             return SKIP
-        # A pod's own constraints need every label on a node, or the node is ignored
-        # (scored 0); the cluster's defaults score the labels a node has.
-        own = bool(pod.spec.get("topologySpreadConstraints"))
+        # A pod's own constraints (or the cluster's configured defaults) need every
+        # label on a node, or the node is ignored (scored 0); the system defaults
+        # score the labels a node has.
+        own = bool(pod.spec.get("topologySpreadConstraints")) or not self.system_defaulted
         required = tuple(c.key for c in constraints) if own else ()
         ignored = ({n.name for n in nodes if not all(k in n.labels for k in required)}
                    if required else set())
@@ -230,8 +233,10 @@ class PodTopologySpread:
                 counts.append(None)
                 weights.append(math.log(len(scored) + 2))
                 continue
-            # Domains with a candidate node, counting the pods of all their nodes.
-            domains = {n.labels[c.key] for n in scored if c.key in n.labels}
+            # Domains with a candidate node, counting the pods of all their nodes. A
+            # candidate without the label adds the empty domain to the weight, as
+            # kube-scheduler reads a missing label as "".
+            domains = {n.labels.get(c.key, "") for n in scored}
             counts.append({d: tally.sums.get(d, 0) for d in domains})
             weights.append(math.log(len(domains) + 2))
         state.data[_SCORE] = _ScoreState(constraints, tallies, counts, weights, ignored)
