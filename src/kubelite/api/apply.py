@@ -231,7 +231,7 @@ def _shape(value: Any) -> Any:
     if isinstance(value, dict):
         return tuple([(k, _shape(v)) for k, v in value.items()])
     if isinstance(value, list):
-        return orjson.dumps(value)
+        return fp.digest(value)
     return None
 
 

@@ -16,6 +16,7 @@ declares no list type.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -319,6 +320,12 @@ _NORMALIZED: dict[int, tuple[Tree, Tree | None]] = {}
 _ADDED_LIMIT = 4096
 
 
+def digest(value: Any) -> bytes:
+    """A JSON value's fingerprint as a memo key: 16 bytes however large the value,
+    so that a memo of big objects stays small. TypeError when it is not JSON."""
+    return hashlib.blake2b(orjson.dumps(value), digest_size=16).digest()
+
+
 def _added(new: Any, kind: str, prop: Schema, *, granular: bool, required: bool) -> Tree | None:
     """The node of `new` appearing where there was nothing: None or a member set."""
     key: tuple[int, bool, bool, bytes | tuple[str, ...]] | None
@@ -328,7 +335,7 @@ def _added(new: Any, kind: str, prop: Schema, *, granular: bool, required: bool)
         key = (id(prop), granular, required, tuple(new))
     else:
         try:
-            key = (id(prop), granular, required, orjson.dumps(new))
+            key = (id(prop), granular, required, digest(new))
         except (TypeError, orjson.JSONEncodeError):
             key = None
     if key is not None:
