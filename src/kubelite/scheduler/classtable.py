@@ -2,13 +2,15 @@
 
 Even with the equivalence memo, a cycle walks the few hundred nodes that
 `percentageOfNodesToScore` asks for, and at 5,000 nodes those Python loops are
-most of a cycle. For an equivalence class whose every running plugin is node-local
-(see equivalence.py), a `ClassTable` keeps the answer of each node in flat arrays
-in the cache's node order: feasible or not, and the weighted total of its scores.
-A cycle then only recomputes the nodes the cache logged as changed since the
-table last looked (usually the node the previous pod was assumed on), and finds
-the window of the first `wanted` feasible nodes from the round-robin start and
-the best total in it with C-level slices, counts and max.
+most of a cycle. For each equivalence class, a `ClassTable` keeps what the
+node-local plugins (see equivalence.py) answer for each node, in flat arrays in the
+cache's node order: feasible or not, and the weighted total of their scores. It
+follows the cache's change log (changelog.py): a cycle recomputes only the nodes
+changed since the table last looked (usually the node the previous pod was
+assumed on). With only node-local plugins running, the window of the first
+`wanted` feasible nodes from the round-robin start and the best total in it are
+found with C-level slices, counts and max; other plugins (spread, pod affinity)
+run on that window alone (runtime.Framework._choose_alike).
 
 The choice is the one the full cycle makes: the same window of nodes, the same
 best total, ties broken uniformly at random. The table answers only when every

@@ -174,8 +174,8 @@ class Framework:
         """Filter nodes from `start` round-robin until enough are feasible, score them,
         pick the best (ties at random, as kube-scheduler). `all_nodes` filters and
         scores every node, for explanations. Given the scheduler's `cache` (whose
-        node list `nodes` must be), a pod of a node-local class is placed from its
-        class table when that can answer."""
+        node list `nodes` must be), the pod is placed from its class table when that
+        can answer."""
         placement = Placement(pod=pod, total_nodes=len(nodes))
         status = self.run_pre_filter(state, pod)
         if not status.ok:

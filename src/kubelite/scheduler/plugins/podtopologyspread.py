@@ -254,7 +254,6 @@ class PodTopologySpread:
         for c, tally, counts, weight in zip(s.constraints, s.tallies, s.counts, s.weights,
                                             strict=True):
             key, base = c.key, c.max_skew - 1
-            index, domains, per_node = tally.index, tally.domains, tally.per_node
             for i, node in enumerate(nodes):
                 value = node.labels.get(key)
                 if value is None:
@@ -262,10 +261,8 @@ class PodTopologySpread:
                 if counts is not None:
                     matching = counts.get(value, 0)
                 else:
-                    position = index.get(node.name)
-                    matching = (per_node[position]
-                                if position is not None and domains[position] is not None
-                                else _count(c, pod, node))
+                    found = tally.count_on(node.name)
+                    matching = found if found is not None else _count(c, pod, node)
                 totals[i] += matching * weight + base
         ignored = s.ignored
         # Go's math.Round; ignored nodes score 0
