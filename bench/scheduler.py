@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import os
 import re
@@ -166,7 +167,9 @@ async def main() -> None:
             spec = HollowSpec(count=args.nodes, cpu="32", memory="256Gi", pods=110, zones=args.zones,
                               lease_interval=args.lease_interval,
                               run_pods=not args.no_run_pods)
-            config = await asyncio.to_thread(load_kubeconfig, data / "kubeconfig")
+            # Hollow nodes stand in for kubelets on other machines: HTTPS, not the socket.
+            config = dataclasses.replace(
+                await asyncio.to_thread(load_kubeconfig, data / "kubeconfig"), socket=None)
             async with bench.session(args.concurrency + 4) as s, \
                     Client(config, user_agent="bench-hollow") as client, \
                     HollowNodes(client, spec):

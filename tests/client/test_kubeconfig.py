@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from kubelite.client.kubeconfig import (
+    SOCKET_EXTENSION,
     ClientConfig,
     ConfigError,
     in_cluster_config,
@@ -73,6 +74,22 @@ def test_file_references_resolve_relative_to_the_kubeconfig(tmp_path: Path) -> N
     )
     cfg = load_kubeconfig(write(tmp_path, doc))
     assert (cfg.ca_data, cfg.token, cfg.namespace) == (cert, "from-file", "default")
+
+
+@pytest.mark.parametrize("extensions, socket", [
+    ([{"name": "other", "extension": {"path": "/x"}},
+      {"name": SOCKET_EXTENSION, "extension": {"path": "/run/k/api.sock"}}], "/run/k/api.sock"),
+    ([{"name": SOCKET_EXTENSION, "extension": {}}], None),
+    ([{"name": SOCKET_EXTENSION, "extension": {"path": 7}}], None),
+    (["not-a-map"], None),
+    (None, None),
+])
+def test_the_local_socket_comes_from_its_cluster_extension(tmp_path: Path, extensions,
+                                                           socket) -> None:
+    cluster = {"server": "https://h:1"}
+    if extensions is not None:
+        cluster["extensions"] = extensions
+    assert load_kubeconfig(write(tmp_path, kubeconfig(cluster, {"token": "t"}))).socket == socket
 
 
 def test_insecure_skip_tls_verify_disables_verification(tmp_path: Path) -> None:

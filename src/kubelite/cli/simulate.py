@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 from pathlib import Path
 
 
@@ -30,7 +31,10 @@ async def run(args: argparse.Namespace) -> int:
     from kubelite.client import Client, load_kubeconfig
     from kubelite.scheduler.simulate import HollowNodes, HollowSpec
 
-    config = await asyncio.to_thread(load_kubeconfig, args.kubeconfig)
+    # Hollow nodes stand in for kubelets on other machines: they talk HTTPS, as those
+    # would, not through the server's local socket.
+    config = dataclasses.replace(await asyncio.to_thread(load_kubeconfig, args.kubeconfig),
+                                 socket=None)
     spec = HollowSpec(count=args.nodes, prefix=args.prefix, cpu=args.cpu, memory=args.memory,
                       pods=args.max_pods, zones=args.zones,
                       lease_interval=args.lease_interval)

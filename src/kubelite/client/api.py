@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from collections.abc import AsyncIterator
 from typing import Any, Literal
@@ -113,6 +114,8 @@ class Client:
         self.retry_backoff = retry_backoff
         self._session: aiohttp.ClientSession | None = None
         self._base = config.server.rstrip("/")
+        # Where requests go once open: the server's URL, or unix:PATH for its socket.
+        self.endpoint = self._base
 
     @property
     def namespace(self) -> str:
@@ -121,10 +124,20 @@ class Client:
     async def open(self) -> None:
         if self._session is not None:
             return
-        # Building the context may read the system CA bundle: keep it off the loop.
-        ctx = await asyncio.to_thread(self.config.ssl_context)
-        connector = aiohttp.TCPConnector(ssl=ctx if ctx is not None else True,
-                                         limit=self.connection_limit)
+        connector: aiohttp.BaseConnector
+        if await asyncio.to_thread(self._local_socket):
+            assert self.config.socket is not None
+            # The socket's file mode keeps others out, and tokens authenticate as on the
+            # HTTPS port; without TLS a request costs both ends about a third less CPU.
+            connector = aiohttp.UnixConnector(path=self.config.socket,
+                                              limit=self.connection_limit)
+            self._base, self.endpoint = "http://localhost", f"unix:{self.config.socket}"
+        else:
+            # Building the context may read the system CA bundle: keep it off the loop.
+            ctx = await asyncio.to_thread(self.config.ssl_context)
+            connector = aiohttp.TCPConnector(ssl=ctx if ctx is not None else True,
+                                             limit=self.connection_limit)
+            self._base = self.endpoint = self.config.server.rstrip("/")
         headers = {"User-Agent": self.user_agent, "Accept": "application/json"}
         if self.config.token:
             headers["Authorization"] = f"Bearer {self.config.token}"
@@ -133,6 +146,13 @@ class Client:
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=self.timeout),
         )
+
+    def _local_socket(self) -> bool:
+        """Whether to reach the server through its Unix socket: one is named, it exists
+        here (a copied kubeconfig names another host's), and a token proves who we are,
+        since a client certificate needs TLS."""
+        path = self.config.socket
+        return bool(path and self.config.token and os.path.exists(path))
 
     async def close(self) -> None:
         if self._session is not None:

@@ -20,6 +20,10 @@ import yaml
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
+# A cluster extension in the admin kubeconfig that kubectl ignores: the API server's
+# Unix socket on this host, which saves clients on the same host the cost of TLS.
+SOCKET_EXTENSION = "kubelite.io/api-socket"
+
 
 class ConfigError(Exception):
     """No usable configuration: a missing file, context, cluster or user."""
@@ -35,6 +39,9 @@ class ClientConfig:
     insecure: bool = False
     # The namespace of the context (or the service account's): the default for namespaced calls.
     namespace: str = "default"
+    # The same server's Unix socket, when the kubeconfig names one (SOCKET_EXTENSION).
+    # It belongs to `server`: whoever points the config at another server clears it.
+    socket: str | None = None
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The TLS context for an https:// server; None for plain http://."""
@@ -117,7 +124,16 @@ def config_from_dict(
         key_data=_data_or_file(user, "client-key", base),
         insecure=bool(cluster.get("insecure-skip-tls-verify", False)),
         namespace=ctx.get("namespace") or "default",
+        socket=_socket(cluster),
     )
+
+
+def _socket(cluster: dict[str, Any]) -> str | None:
+    for named in cluster.get("extensions") or []:
+        if isinstance(named, dict) and named.get("name") == SOCKET_EXTENSION:
+            path = (named.get("extension") or {}).get("path")
+            return path if isinstance(path, str) and path else None
+    return None
 
 
 def in_cluster_config(*, sa_dir: Path = SERVICE_ACCOUNT_DIR) -> ClientConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from kubelite.server import (
 )
 from kubelite.server.admission import IMMORTAL_NAMESPACES
 from kubelite.server.auth import Authenticator, TokenSigner
-from kubelite.server.certs import Credentials, ensure_credentials
+from kubelite.server.certs import Credentials, api_socket, ensure_credentials
 from kubelite.server.context import CONTEXT, USER, ServerContext, Target, ctx, user_of
 from kubelite.server.objects import Objects
 from kubelite.server.subresources import SUBRESOURCE_HANDLERS, handle_binding, handle_review
@@ -253,13 +254,16 @@ class APIServer:
         self.config = config
         self.store = store
         self.credentials: Credentials | None = None
+        self.socket: Path | None = None
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.socket = api_socket(cfg.data_dir)
         self.credentials = creds = ensure_credentials(
-            cfg.data_dir, host=cfg.host, port=cfg.port, extra_sans=list(cfg.extra_sans))
+            cfg.data_dir, host=cfg.host, port=cfg.port, extra_sans=list(cfg.extra_sans),
+            socket=self.socket)
         await self.store.start()
         objects = Objects(self.store)
         objects.service_allocator = await ipalloc.ServiceAllocator.recover(
@@ -282,11 +286,27 @@ class APIServer:
                            backlog=1024, reuse_address=True)
         await site.start()
         log.info("API server listening on https://%s:%d", cfg.host, cfg.port)
+        if self.socket is not None:
+            await self._listen_locally(self.socket)
+
+    async def _listen_locally(self, path: Path) -> None:
+        """The same API, plain HTTP on a Unix socket only root can open: kubelite's
+        own clients on this host (the controller manager, the scheduler) skip TLS,
+        which costs each request about as much CPU as the rest of its HTTP."""
+        assert self._runner is not None
+        # A socket left by a server that was killed would make bind fail.
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+        site = web.UnixSite(self._runner, str(path), backlog=1024)
+        await site.start()
+        await asyncio.to_thread(os.chmod, path, 0o600)
+        log.info("API server listening on unix:%s", path)
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+            if self.socket is not None:
+                await asyncio.to_thread(self.socket.unlink, missing_ok=True)
         await self.store.close()
 
     async def __aenter__(self) -> APIServer:

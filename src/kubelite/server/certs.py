@@ -7,7 +7,9 @@ Files in the data directory (private keys and tokens mode 0600):
                                     SANs change or it is within 30 days of expiry)
     pki/token-signing.key           HMAC key for service account and node tokens
     admin.token                     the admin bearer token
-    kubeconfig                      admin kubeconfig for kubectl and the client
+    kubeconfig                      admin kubeconfig for kubectl and the client; it
+                                    names the server's Unix socket (api.sock) for
+                                    kubelite's clients on this host
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from kubelite.client.kubeconfig import SOCKET_EXTENSION
 
 _RENEW_BEFORE = dt.timedelta(days=30)
 
@@ -185,15 +189,15 @@ def ca_hash(ca_cert_path: Path) -> str:
 
 def write_kubeconfig(
     path: Path, *, server: str, ca_pem: bytes, token: str, user: str = "admin",
-    cluster: str = "kubelite",
+    cluster: str = "kubelite", socket: Path | None = None,
 ) -> None:
+    entry = {"server": server, "certificate-authority-data": base64.b64encode(ca_pem).decode()}
+    if socket is not None:
+        entry["extensions"] = [{"name": SOCKET_EXTENSION, "extension": {"path": str(socket)}}]
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": cluster, "cluster": {
-            "server": server,
-            "certificate-authority-data": base64.b64encode(ca_pem).decode(),
-        }}],
+        "clusters": [{"name": cluster, "cluster": entry}],
         "users": [{"name": user, "user": {"token": token}}],
         "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": user}}],
         "current-context": cluster,
@@ -202,10 +206,23 @@ def write_kubeconfig(
     _write_private(path, yaml.safe_dump(config, sort_keys=False).encode())
 
 
+# sun_path holds 108 bytes with the terminating NUL.
+_SOCKET_PATH_MAX = 107
+
+
+def api_socket(data_dir: Path) -> Path | None:
+    """Where the server listens on a Unix socket besides HTTPS; None when the path is
+    too long for one (a deep test directory), and clients then use HTTPS."""
+    path = data_dir.absolute() / "api.sock"
+    return path if len(os.fsencode(path)) <= _SOCKET_PATH_MAX else None
+
+
 def ensure_credentials(
-    data_dir: Path, *, host: str, port: int, extra_sans: list[str] = ()  # type: ignore[assignment]
+    data_dir: Path, *, host: str, port: int, extra_sans: list[str] = (),  # type: ignore[assignment]
+    socket: Path | None = None,
 ) -> Credentials:
-    """Create what is missing, keep what exists: a restart keeps the same CA and token."""
+    """Create what is missing, keep what exists: a restart keeps the same CA and token.
+    The kubeconfig names `socket` when the server listens there too."""
     pki = data_dir / "pki"
     pki.mkdir(parents=True, exist_ok=True, mode=0o700)
     ca_cert, ca_key = pki / "ca.crt", pki / "ca.key"
@@ -232,7 +249,7 @@ def ensure_credentials(
         connect_host = f"[{connect_host}]"
     write_kubeconfig(
         kubeconfig, server=f"https://{connect_host}:{port}", ca_pem=ca_cert.read_bytes(),
-        token=token,
+        token=token, socket=socket,
     )
     return Credentials(
         ca_cert=ca_cert, ca_key=ca_key, serving_cert=serving_cert, serving_key=serving_key,
