@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from kubelite.scheduler import cache as cache_module
+from kubelite.scheduler.classtable import best
 from kubelite.scheduler.framework import CycleState
 from kubelite.scheduler.nodeinfo import PodInfo
 from kubelite.scheduler.runtime import Framework, Placement
@@ -219,3 +220,20 @@ def test_pods_with_cluster_wide_plugins_land_where_the_full_cycle_puts_them(kind
             cluster.cache.remove_pod(f"default/p{i - 20}")
             cluster.cache.set_node(make_node(f"n{i}", cpu="8", labels={ZONE: "z9"}))
     assert answered == placed > 100
+
+
+@pytest.mark.parametrize("totals, start, span", [
+    ([3, 9, 1, 9, 9, 2, 9, 0], 6, 5),  # wraps around: window 6, 7, 0, 1, 2
+    ([4, 4, 4, 4, 4, 4], 2, 4),  # every node ties
+    ([1, 8, 2, 3], 0, 4),  # one best
+])
+def test_best_picks_each_tied_node_of_the_window_alike(totals: list[int], start: int,
+                                                        span: int) -> None:
+    window = [(start + i) % len(totals) for i in range(span)]
+    top = max(totals[i] for i in window)
+    tied = {i for i in window if totals[i] == top}
+    random.seed(11)
+    picks = [best(totals, start, span) for _ in range(3000)]
+    assert set(picks) == tied
+    for position in tied:
+        assert abs(picks.count(position) - 3000 / len(tied)) < 3000 / len(tied) * 0.15

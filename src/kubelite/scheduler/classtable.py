@@ -153,5 +153,13 @@ def best(totals: list[int], start: int, span: int) -> int:
     end = start + span
     window = totals[start:end] if end <= size else totals[start:] + totals[:end - size]
     top = max(window)
-    ties = list(compress(range(len(window)), map(top.__eq__, window)))
-    return (start + (ties[0] if len(ties) == 1 else random.choice(ties))) % size
+    # count() and index() scan in C; a list of the tied positions cost a cycle more
+    # than the search for the best total itself.
+    ties = window.count(top)
+    if ties == len(window):
+        offset = random.randrange(ties)
+    else:
+        offset = window.index(top)
+        for _ in range(random.randrange(ties)):
+            offset = window.index(top, offset + 1)
+    return (start + offset) % size
