@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 import yaml
 
+from kubelite.agent.apiclient import AgentClient
 from kubelite.client import Client, Unauthorized, load_kubeconfig
 from kubelite.client.kubeconfig import SOCKET_EXTENSION
 from kubelite.server.app import APIServer, ServerConfig
@@ -100,3 +101,12 @@ def test_the_admin_kubeconfig_names_the_socket_as_a_cluster_extension(tmp_path):
     assert cluster["extensions"] == [
         {"name": SOCKET_EXTENSION, "extension": {"path": str(tmp_path / "api.sock")}}]
     assert cluster["server"] == "https://127.0.0.1:6443"
+
+
+async def test_a_node_agent_reaches_the_api_through_the_network(tmp_path):
+    async with server(tmp_path):
+        admin = load_kubeconfig(tmp_path / "kubeconfig")
+        async with AgentClient(admin, user_agent="agent") as client:
+            assert client.endpoint == admin.server
+            assert (await client.request("GET", "/api/v1/namespaces/default"))[
+                "metadata"]["name"] == "default"

@@ -70,9 +70,8 @@ async def run(args: argparse.Namespace) -> int:
     if args.kubeconfig is None:
         return await _run_joined(args)
     client = await asyncio.to_thread(load_kubeconfig, args.kubeconfig)
-    # An agent reaches the API through its node's network, never through the server's
-    # local socket: cutting a node off must cut its agent off, as on a real machine.
-    client = dataclasses.replace(client, server=args.server or client.server, socket=None)
+    if args.server:
+        client = dataclasses.replace(client, server=args.server)
     config = _config(args, client)
 
     async def serve(stop: asyncio.Event) -> int:
