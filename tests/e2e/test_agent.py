@@ -487,14 +487,9 @@ def test_horizontal_pod_autoscaler_scales_on_cpu(server: Server, agent: Agent) -
         "spec": {"terminationGracePeriodSeconds": 0, "containers": [
             {"name": "busybox", "imagePullPolicy": "IfNotPresent"}]}}}}))
     # Each pod spins at its 100m limit against a 50m request: 200% of a 50% target.
-    server.kubectl("apply", "-f", "-", input=json.dumps({
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": "spinner"},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                    "name": "spinner"},
-                 "minReplicas": 1, "maxReplicas": 3, "metrics": [{
-                     "type": "Resource", "resource": {"name": "cpu", "target": {
-                         "type": "Utilization", "averageUtilization": 50}}}]}}))
+    # kubectl autoscale writes autoscaling/v1; the controller works on v2.
+    server.kubectl("autoscale", "deployment", "spinner", "--min=1", "--max=3",
+                   "--cpu-percent=50")
     try:
         wait_until(lambda: server.kubectl(
             "get", "deployment", "spinner", "-o", "jsonpath={.spec.replicas}").stdout == "3",
@@ -512,6 +507,13 @@ def test_horizontal_pod_autoscaler_scales_on_cpu(server: Server, agent: Agent) -
                                 "involvedObject.name=spinner").stdout
         assert "SuccessfulRescale" in events
         assert "cpu resource utilization (percentage of request) above target" in events
+        as_v1 = json.loads(server.kubectl("get", "horizontalpodautoscalers.v1.autoscaling",
+                                          "spinner", "-o", "json").stdout)
+        assert as_v1["spec"]["targetCPUUtilizationPercentage"] == 50
+        assert as_v1["status"]["currentCPUUtilizationPercentage"] > 100
+        noted = json.loads(as_v1["metadata"]["annotations"][
+            "autoscaling.alpha.kubernetes.io/conditions"])
+        assert {c["type"] for c in noted} >= {"ScalingActive", "ScalingLimited"}
     finally:
         server.kubectl("delete", "hpa", "spinner", check=False)
         server.kubectl("delete", "deployment", "spinner", check=False)

@@ -37,6 +37,9 @@ class Resource:
     verbs: tuple[str, ...] = ALL_VERBS
     # Virtual resources (reviews) are answered, never stored.
     stored: bool = True
+    # Served by conversion (api/conversion.py) from the objects of the same group
+    # and plural stored at this version; "" for the version objects are stored at.
+    stored_as: str = ""
     singular: str = field(default="")
 
     @property
@@ -145,6 +148,10 @@ RESOURCES: tuple[Resource, ...] = (
        subresources=(STATUS,)),
     _r("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers",
        short_names=("hpa",), categories=("all",), subresources=(STATUS,)),
+    # After v2, which discovery then prefers, as Kubernetes does; `kubectl autoscale`
+    # (up to 1.32 at least) writes v1.
+    _r("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers",
+       short_names=("hpa",), categories=("all",), subresources=(STATUS,), stored_as="v2"),
     # Read from the agents on demand (server/metrics.py), never stored.
     _r("metrics.k8s.io", "v1beta1", "NodeMetrics", "nodes", namespaced=False,
        verbs=("get", "list"), stored=False),

@@ -29,7 +29,7 @@ _SKIPPED = frozenset({"events"})
 
 
 def collected_resources() -> list[Resource]:
-    return [r for r in RESOURCES if r.stored and "watch" in r.verbs
+    return [r for r in RESOURCES if r.stored and not r.stored_as and "watch" in r.verbs
             and r.plural not in _SKIPPED]
 
 

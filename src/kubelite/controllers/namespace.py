@@ -19,7 +19,8 @@ RECHECK_SECONDS = 0.5
 
 
 def namespaced_resources():
-    return [r for r in RESOURCES if r.stored and r.namespaced and "list" in r.verbs]
+    return [r for r in RESOURCES if r.stored and not r.stored_as and r.namespaced
+            and "list" in r.verbs]
 
 
 class NamespaceController(Controller):

@@ -20,6 +20,7 @@ import orjson
 
 from kubelite.api import errors
 from kubelite.api.clock import now_rfc3339
+from kubelite.api.conversion import from_stored, to_stored
 from kubelite.api.patch import deep_copy
 from kubelite.api.registry import Resource
 from kubelite.store import errors as store_errors
@@ -58,6 +59,16 @@ def encode(obj: Obj) -> bytes:
     # orjson's output buffer keeps its whole allocation (16 KiB for a small pod);
     # stored values live long, so they get a copy of exactly their size.
     return bytes(memoryview(orjson.dumps(head)))
+
+
+def decode_as(res: Resource, kv: KV) -> Obj:
+    """A stored object at the version `res` serves (api/conversion.py)."""
+    return from_stored(res, decode(kv))
+
+
+def encode_as(res: Resource, obj: Obj) -> bytes:
+    """An object at `res`'s version in the form it is stored in."""
+    return encode(to_stored(res, obj))
 
 
 def with_rv(kv: KV) -> bytes:
@@ -111,11 +122,11 @@ class Objects:
         kv = await self.store.get(res.key(namespace, name))
         if kv is None:
             raise errors.not_found(res.group, res.plural, name)
-        return decode(kv)
+        return decode_as(res, kv)
 
     async def get_or_none(self, res: Resource, namespace: str | None, name: str) -> Obj | None:
         kv = await self.store.get(res.key(namespace, name))
-        return None if kv is None else decode(kv)
+        return None if kv is None else decode_as(res, kv)
 
     async def list(
         self,
@@ -133,11 +144,11 @@ class Objects:
         if keep is None:
             kvs, revision, last = await self.list_kvs(
                 res, namespace, revision=revision, start_after=start_after, limit=limit)
-            return [decode(kv) for kv in kvs], revision, last
+            return [decode_as(res, kv) for kv in kvs], revision, last
         kept: list[Obj] = []
 
         def keep_kv(kv: KV) -> bool:
-            obj = decode(kv)
+            obj = decode_as(res, kv)
             if keep(obj):
                 kept.append(obj)
                 return True
@@ -208,7 +219,7 @@ class Objects:
                 raise errors.already_exists(res.group, res.plural, meta["name"])
             return obj
         try:
-            kv = await self.store.create(key, encode(obj))
+            kv = await self.store.create(key, encode_as(res, obj))
         except store_errors.KeyExists:
             raise errors.already_exists(res.group, res.plural, meta["name"]) from None
         meta["resourceVersion"] = str(kv.mod_revision)
@@ -236,7 +247,7 @@ class Objects:
         if dry_run:
             return obj
         try:
-            kv = await self.store.update(key, encode(obj), expected_revision=expected_rv)
+            kv = await self.store.update(key, encode_as(res, obj), expected_revision=expected_rv)
         except store_errors.KeyNotFound:
             raise errors.not_found(res.group, res.plural, name) from None
         except store_errors.RevisionMismatch:
@@ -255,7 +266,7 @@ class Objects:
             raise errors.not_found(res.group, res.plural, obj["metadata"]["name"]) from None
         except store_errors.RevisionMismatch:
             raise modified(res, obj["metadata"]["name"]) from None
-        gone = decode(kv)
+        gone = decode_as(res, kv)
         if self.service_allocator is not None and res.plural == "services":
             self.service_allocator.release(gone)
         return gone
@@ -294,7 +305,7 @@ class Objects:
                     return gone, True
                 if opts.dry_run:
                     return marked, False
-                kv = await self.store.update(res.key(namespace, name), encode(marked),
+                kv = await self.store.update(res.key(namespace, name), encode_as(res, marked),
                                              expected_revision=rv)
                 marked["metadata"]["resourceVersion"] = str(kv.mod_revision)
                 return marked, False

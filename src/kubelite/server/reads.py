@@ -13,6 +13,7 @@ import orjson
 from aiohttp import web
 
 from kubelite.api import errors
+from kubelite.api.conversion import from_stored
 from kubelite.api.registry import Resource
 from kubelite.api.selectors import FieldSelector, LabelSelector
 from kubelite.api.tables import to_table
@@ -60,6 +61,8 @@ async def handle_get(request: web.Request, t: Target) -> web.Response:
         obj = await objects.get(t.res, t.namespace, t.name)
         return codec.json_response(to_table(t.res.plural, [obj],
                                             include_object=_include_object(request)))
+    if t.res.stored_as:
+        return codec.json_response(await objects.get(t.res, t.namespace, t.name))
     kv = await objects.store.get(t.res.key(t.namespace, t.name))
     if kv is None:
         raise errors.not_found(t.res.group, t.res.plural, t.name)
@@ -93,7 +96,7 @@ async def handle_list(request: web.Request, t: Target) -> web.StreamResponse:
         revision, start_after = _decode_continue(token)
     objects = ctx(request).objects
     table = codec.wants_table(request)
-    if match is None and not table:
+    if match is None and not table and not t.res.stored_as:
         kvs, rev, last_key = await objects.list_kvs(
             t.res, t.namespace, revision=revision, start_after=start_after, limit=limit)
         raw: list[bytes] | None = [with_rv(kv) for kv in kvs]
@@ -226,7 +229,7 @@ async def handle_watch(request: web.Request, t: Target) -> web.StreamResponse:
         nonlocal last_rv
         async for batch in stream:
             last_rv = batch[-1].revision
-            if match is None and not table:
+            if match is None and not table and not t.res.stored_as:
                 # A watcher behind by several events gets them in one write.
                 lines = [_line(event) for event in batch
                          if name is None or event.key.rsplit("/", 1)[-1] == name]
@@ -236,7 +239,7 @@ async def handle_watch(request: web.Request, t: Target) -> web.StreamResponse:
             for event in batch:
                 seen = _filter(event, match, name)
                 if seen is not None:
-                    await send(*seen)
+                    await send(seen[0], from_stored(t.res, seen[1]))
 
     # One task reads the stream for the watch's life, while this one only wakes for
     # bookmarks and the timeout: no task or timer per event, and a bookmark never
