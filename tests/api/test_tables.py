@@ -209,6 +209,17 @@ KINDS: list[tuple[str, list[str], dict[str, Any], list[Any]]] = [
      {"metadata": meta("web"), "spec": {"minAvailable": "50%"},
       "status": {"disruptionsAllowed": 1}},
      ["web", "50%", "N/A", 1, "10m"]),
+    ("horizontalpodautoscalers",
+     ["Name", "Reference", "Targets", "MinPods", "MaxPods", "Replicas", "Age"],
+     {"apiVersion": "autoscaling/v2", "metadata": meta("web"),
+      "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "minReplicas": 2,
+               "maxReplicas": 5, "metrics": [
+                   {"type": "Resource", "resource": {"name": "cpu", "target": {
+                       "type": "Utilization", "averageUtilization": 60}}}]},
+      "status": {"currentReplicas": 3, "currentMetrics": [
+          {"type": "Resource", "resource": {"name": "cpu", "current": {
+              "averageUtilization": 75}}}]}},
+     ["web", "Deployment/web", "cpu: 75%/60%", "2", 5, 3, "10m"]),
     ("widgets.example.com", ["Name", "Age"], {"metadata": meta("w")}, ["w", "10m"]),
 ]
 
@@ -436,3 +447,30 @@ def test_unknown_include_object_is_a_bad_request() -> None:
 
 def test_missing_creation_timestamp_prints_unknown_age() -> None:
     assert cells("configmaps", {"metadata": {"name": "c"}}) == ["c", 0, "<unknown>"]
+
+
+def test_hpa_targets_as_kubectl_prints_them_at_either_version() -> None:
+    ref = {"kind": "Deployment", "name": "web"}
+    v1 = {"apiVersion": "autoscaling/v1", "metadata": meta("web"),
+          "spec": {"scaleTargetRef": ref, "maxReplicas": 4,
+                   "targetCPUUtilizationPercentage": 50}}
+    assert to_table("horizontalpodautoscalers", [v1], now=NOW)["rows"][0]["cells"] == [
+        "web", "Deployment/web", "cpu: <unknown>/50%", "<unset>", 4, 0, "10m"]
+    metrics = [
+        {"type": "Resource", "resource": {"name": "memory", "target": {
+            "type": "AverageValue", "averageValue": "300Mi"}}},
+        {"type": "Pods", "pods": {"metric": {"name": "qps"}, "target": {
+            "type": "AverageValue", "averageValue": "10"}}},
+        {"type": "External", "external": {"metric": {"name": "queue"}, "target": {
+            "type": "AverageValue", "averageValue": "30"}}},
+    ]
+    current = [{"type": "Resource", "resource": {"name": "memory", "current": {
+        "averageValue": "200Mi"}}}]
+    v2 = {"apiVersion": "autoscaling/v2", "metadata": meta("web"),
+          "spec": {"scaleTargetRef": ref, "maxReplicas": 4, "metrics": metrics},
+          "status": {"currentMetrics": current}}
+    [row] = to_table("horizontalpodautoscalers", [v2], now=NOW)["rows"]
+    assert row["cells"][2] == "memory: 200Mi/300Mi, <unknown>/10 + 1 more..."
+    v2["spec"]["metrics"] = metrics[2:]
+    [row] = to_table("horizontalpodautoscalers", [v2], now=NOW)["rows"]
+    assert row["cells"][2] == "<unknown>/30 (avg)"

@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from kubelite.api.conversion import to_stored
 from kubelite.api.errors import APIError
+from kubelite.api.registry import lookup
 from kubelite.api.selectors import LabelSelector, format_label_selector, format_labels
 from kubelite.api.tables_base import (
     AGE,
@@ -314,3 +316,68 @@ def _pod_disruption_budget(pdb: Obj, now: datetime) -> Cells:
     return [name(pdb), "N/A" if min_available is None else str(min_available),
             "N/A" if max_unavailable is None else str(max_unavailable),
             status(pdb).get("disruptionsAllowed", 0), age(pdb, now)]
+
+
+_HPA_V1 = lookup("autoscaling", "v1", "horizontalpodautoscalers")
+_MAX_TARGETS = 2
+
+
+def _metric_target(metric: Obj, current: Obj | None) -> str:
+    kind = metric.get("type")
+    source_key = kind[0].lower() + kind[1:] if isinstance(kind, str) and kind else ""
+    source = metric.get(source_key) if isinstance(metric.get(source_key), dict) else None
+    if source is None:
+        return "<unknown type>"
+    target = source.get("target") or {}
+    now = ((current or {}).get(source_key) or {}).get("current")
+    if kind in ("Resource", "ContainerResource"):
+        if target.get("averageValue") is not None:
+            seen = now.get("averageValue") if now else None
+            value = f"{seen or '<unknown>'}/{target['averageValue']}"
+        else:
+            seen = now.get("averageUtilization") if now else None
+            utilization = target.get("averageUtilization")
+            value = (f"{'<unknown>' if seen is None else f'{seen}%'}/"
+                     f"{'<auto>' if utilization is None else f'{utilization}%'}")
+        return f"{source.get('name')}: {value}"
+    if kind == "Pods":
+        return f"{(now or {}).get('averageValue') or '<unknown>'}/{target.get('averageValue')}"
+    if kind in ("Object", "External"):
+        if target.get("averageValue") is not None:
+            return f"{(now or {}).get('averageValue') or '<unknown>'}/{target['averageValue']} (avg)"
+        return f"{(now or {}).get('value') or '<unknown>'}/{target.get('value')}"
+    return "<unknown type>"
+
+
+def _hpa_targets(hpa: Obj) -> str:
+    metrics = [m for m in spec(hpa).get("metrics") or [] if isinstance(m, dict)]
+    if not metrics:
+        return "<none>"
+    current = status(hpa).get("currentMetrics") or []
+    shown = [_metric_target(m, current[i] if i < len(current) else None)
+             for i, m in enumerate(metrics)]
+    if len(shown) > _MAX_TARGETS:
+        return f"{', '.join(shown[:_MAX_TARGETS])} + {len(shown) - _MAX_TARGETS} more..."
+    return ", ".join(shown)
+
+
+@printer(
+    "horizontalpodautoscalers", NAME,
+    Column("Reference", doc=("autoscaling.v2.HorizontalPodAutoscalerSpec", "scaleTargetRef")),
+    Column("Targets", doc=("autoscaling.v2.HorizontalPodAutoscalerSpec", "metrics")),
+    Column("MinPods", doc=("autoscaling.v2.HorizontalPodAutoscalerSpec", "minReplicas")),
+    Column("MaxPods", "integer", ("autoscaling.v2.HorizontalPodAutoscalerSpec", "maxReplicas")),
+    Column("Replicas", "integer",
+           ("autoscaling.v2.HorizontalPodAutoscalerStatus", "currentReplicas")),
+    AGE,
+)
+def _horizontal_pod_autoscaler(hpa: Obj, now: datetime) -> Cells:
+    # Kubernetes prints from the internal form whatever version was asked for.
+    if hpa.get("apiVersion") == _HPA_V1.api_version:
+        hpa = to_stored(_HPA_V1, hpa)
+    sp = spec(hpa)
+    ref = sp.get("scaleTargetRef") or {}
+    min_pods = sp.get("minReplicas")
+    return [name(hpa), f"{ref.get('kind', '')}/{ref.get('name', '')}", _hpa_targets(hpa),
+            "<unset>" if min_pods is None else str(min_pods), sp.get("maxReplicas", 0),
+            status(hpa).get("currentReplicas", 0), age(hpa, now)]
