@@ -46,8 +46,9 @@ def check(tallies: SpreadTallies, cluster: Cluster, c: Constraint, pod: PodInfo,
                           lambda n: _count(c, pod, n))
     sums, per_node = brute(cluster, c, pod, required)
     assert tally.sums == sums
-    assert {n.name: tally.count_on(n.name) for n in cluster.cache.node_list()
-            if tally.count_on(n.name) is not None} == per_node
+    names = [n.name for n in cluster.cache.node_list()]
+    assert {name: found for name, found in zip(names, tally.counts_on(names), strict=True)
+            if found is not None} == per_node
 
 
 def node(i: int, rng: random.Random) -> dict:

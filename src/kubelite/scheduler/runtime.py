@@ -11,6 +11,8 @@ import asyncio
 import random
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import add, mul
 
 from kubelite.scheduler.changelog import ChangeLog
 from kubelite.scheduler.classtable import ClassTables, Columns, Filter, best, examined, window
@@ -276,8 +278,8 @@ class Framework:
             if not live_scorers:
                 return nodes[best(table.totals, start, span)].name, span
             positions = window(table.feasible, start, span)
-        infos = [nodes[i] for i in positions]
-        totals = [table.totals[i] for i in positions]
+        infos = list(map(nodes.__getitem__, positions))
+        totals = list(map(table.totals.__getitem__, positions))
         if len(infos) > 1 and live_scorers:
             for plugin in live_pre_scores:
                 if (plugin.name not in state.skip_score
@@ -289,15 +291,18 @@ class Framework:
                 scorer = getattr(plugin, "score_window", None)
                 raw = (scorer(state, pod, infos) if scorer is not None
                        else [plugin.score(state, pod, info) for info in infos])
-                if normalise:
+                normaliser = getattr(plugin, "normalize_window", None) if normalise else None
+                if normaliser is not None:
+                    raw = normaliser(state, pod, infos, raw)
+                elif normalise:
                     scores = dict(zip([info.name for info in infos], raw, strict=True))
                     plugin.normalize_scores(state, pod, scores)  # type: ignore[attr-defined]
                     raw = list(scores.values())
-                totals = [total + score * weight
-                          for total, score in zip(totals, raw, strict=True)]
-        top = max(totals)
-        ties = [i for i, total in enumerate(totals) if total == top]
-        return infos[ties[0] if len(ties) == 1 else random.choice(ties)].name, span
+                if len(raw) != len(totals):
+                    raise ValueError(f"{plugin.name} scored {len(raw)} of {len(totals)} nodes")
+                totals = list(map(add, totals, raw if weight == 1
+                                  else map(mul, raw, repeat(weight))))
+        return infos[best(totals, 0, len(totals))].name, span
 
     @staticmethod
     def _live_window(state: CycleState, pod: PodInfo, live: list[Filter], feasible: bytearray,

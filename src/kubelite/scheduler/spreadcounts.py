@@ -34,12 +34,12 @@ class Tally(Follower):
     sums: dict[str, int] = field(default_factory=dict)
     members: Counter[str] = field(default_factory=Counter)
 
-    def count_on(self, name: str) -> int | None:
-        """Matching pods on a node, None when the node does not count."""
-        position = self.index.get(name)
-        if position is None or self.domains[position] is None:
-            return None
-        return self.per_node[position]
+    def counts_on(self, names: list[str]) -> list[int | None]:
+        """Matching pods on each named node, None where the node does not count: one
+        pass for a window of nodes, as scoring reads it."""
+        index, domains, per_node = self.index, self.domains, self.per_node
+        return [None if (at := index.get(name)) is None or domains[at] is None
+                else per_node[at] for name in names]
 
 
 class SpreadTallies:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from operator import add
 from typing import Any
 
 import orjson
@@ -118,6 +119,7 @@ class PodTopologySpread:
         # Only Kubernetes' own defaults score nodes without a zone by hostname alone.
         self.system_defaulted = default_constraints is SYSTEM_DEFAULTS
         self.tallies = SpreadTallies()
+        self._memo: tuple[PodInfo, bool, list[Constraint]] | None = None
 
     def _default_selector(self, pod: PodInfo) -> LabelSelector | None:
         """Kubernetes' DefaultSelector: the selectors of Services, ReplicaSets and
@@ -136,6 +138,16 @@ class PodTopologySpread:
         return LabelSelector(requirements) if requirements else None
 
     def constraints(self, pod: PodInfo, *, hard: bool) -> list[Constraint]:
+        # A cycle asks for the same pod's soft constraints twice (scores_pod, then
+        # pre_score); the defaults parse the selectors of every object that selects it.
+        memo = self._memo
+        if memo is not None and memo[0] is pod and memo[1] == hard:
+            return memo[2]
+        found = self._constraints(pod, hard)
+        self._memo = (pod, hard, found)
+        return found
+
+    def _constraints(self, pod: PodInfo, hard: bool) -> list[Constraint]:
         raw = pod.spec.get("topologySpreadConstraints") or []
         if raw:
             found = [_constraint(c, pod) for c in raw]
@@ -250,24 +262,44 @@ class PodTopologySpread:
         from tallies this costs the nodes alone, so that a class table may place spread
         pods, scoring just its window (runtime.Framework._choose_alike)."""
         s: _ScoreState = state.data[_SCORE]
-        totals = [0.0] * len(nodes)
+        names = [node.name for node in nodes]
+        # One list per constraint, summed node by node: a node without the
+        # constraint's label adds nothing.
+        parts: list[list[float]] = []
         for c, tally, counts, weight in zip(s.constraints, s.tallies, s.counts, s.weights,
                                             strict=True):
             key, base = c.key, c.max_skew - 1
-            for i, node in enumerate(nodes):
-                value = node.labels.get(key)
-                if value is None:
-                    continue
-                if counts is not None:
-                    matching = counts.get(value, 0)
-                else:
-                    found = tally.count_on(node.name)
-                    matching = found if found is not None else _count(c, pod, node)
-                totals[i] += matching * weight + base
+            if counts is not None:
+                get = counts.get
+                parts.append([0.0 if (value := node.labels.get(key)) is None
+                              else get(value, 0) * weight + base for node in nodes])
+            else:
+                parts.append([
+                    0.0 if key not in node.labels
+                    else (_count(c, pod, node) if found is None else found) * weight + base
+                    for node, found in zip(nodes, tally.counts_on(names), strict=True)])
+        totals = parts[0] if parts else [0.0] * len(nodes)
+        for part in parts[1:]:
+            totals = list(map(add, totals, part))
         ignored = s.ignored
         # Go's math.Round; ignored nodes score 0
-        return [0 if ignored and node.name in ignored else math.floor(total + 0.5)
-                for node, total in zip(nodes, totals, strict=True)]
+        if ignored:
+            return [0 if name in ignored else math.floor(total + 0.5)
+                    for name, total in zip(names, totals, strict=True)]
+        return [math.floor(total + 0.5) for total in totals]
+
+    def normalize_window(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo],
+                         raw: list[int]) -> list[int]:
+        """normalize_scores over a window's list of raw scores, in the window's order."""
+        s: _ScoreState | None = state.data.get(_SCORE)
+        if s is not None and s.ignored:
+            scores = dict(zip([node.name for node in nodes], raw, strict=True))
+            self.normalize_scores(state, pod, scores)
+            return list(scores.values())
+        low, high = (min(raw), max(raw)) if raw else (0, 0)
+        if high == 0:
+            return [MAX_NODE_SCORE] * len(raw)
+        return [MAX_NODE_SCORE * (high + low - value) // high for value in raw]
 
     def normalize_scores(self, state: CycleState, pod: PodInfo, scores: dict[str, int]) -> None:
         s: _ScoreState | None = state.data.get(_SCORE)
