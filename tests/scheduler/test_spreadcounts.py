@@ -118,3 +118,38 @@ def test_a_preemption_dry_run_counts_only_nodes_with_every_constraint_label() ->
     assert [dict(c) for c in state.data["podtopologyspread/filter"].counts] == [{"a": 0}, {"r1": 0}]
     spread.add_pod(state, pod, victim, cluster.node("full"))
     assert [dict(c) for c in state.data["podtopologyspread/filter"].counts] == [{"a": 1}, {"r1": 1}]
+
+
+def test_a_preemption_dry_run_changes_its_own_counts_never_the_tallies() -> None:
+    cluster = Cluster([make_node(f"n{i}", labels={ZONE: f"z{i % 2}"}) for i in range(4)],
+                      [make_pod(f"old{i}", labels={"app": "a"}, nodeName=f"n{i}")
+                       for i in range(4)])
+    spread = cluster.framework().plugin("PodTopologySpread")
+    pod = PodInfo.of(make_pod("p", labels={"app": "a"}, topologySpreadConstraints=[
+        {"maxSkew": 1, "topologyKey": ZONE, "whenUnsatisfiable": "DoNotSchedule",
+         "labelSelector": {"matchLabels": {"app": "a"}}}]))
+    state = CycleState()
+    spread.pre_filter(state, pod)
+    before = dict(state.data["podtopologyspread/filter"].counts[0])
+    assert before == {"z0": 2, "z1": 2}
+    victim = PodInfo.of(make_pod("old0", labels={"app": "a"}))
+    dry_run = state.clone()
+    spread.remove_pod(dry_run, pod, victim, cluster.node("n0"))
+    spread.remove_pod(dry_run, pod, victim, cluster.node("n2"))
+    assert dict(dry_run.data["podtopologyspread/filter"].counts[0]) == {"z0": 0, "z1": 2}
+    # The cycle's own state and the tally behind both still hold the cluster's counts.
+    assert dict(state.data["podtopologyspread/filter"].counts[0]) == before
+    again = CycleState()
+    spread.pre_filter(again, pod)
+    assert dict(again.data["podtopologyspread/filter"].counts[0]) == before
+    assert spread.filter(again, pod, cluster.node("n1")).ok
+    # A clone of a dry run keeps what it saw when its origin writes again.
+    nested = dry_run.clone()
+    spread.add_pod(dry_run, pod, victim, cluster.node("n0"))
+    assert dict(nested.data["podtopologyspread/filter"].counts[0]) == {"z0": 0, "z1": 2}
+    spread.remove_pod(dry_run, pod, victim, cluster.node("n0"))
+    # A second dry run from the same state starts from the cluster's counts too.
+    other = state.clone()
+    spread.add_pod(other, pod, victim, cluster.node("n1"))
+    assert dict(other.data["podtopologyspread/filter"].counts[0]) == {"z0": 2, "z1": 3}
+    assert dict(dry_run.data["podtopologyspread/filter"].counts[0]) == {"z0": 0, "z1": 2}

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from itertools import compress
+from itertools import chain, compress
 
 from kubelite.scheduler.changelog import ChangeLog, Follower, Followers, start
 from kubelite.scheduler.framework import SUCCESS, CycleState, Status
@@ -144,6 +144,13 @@ def window(feasible: bytearray, start: int, span: int) -> list[int]:
         return list(compress(range(start, end), feasible[start:end]))
     return [*compress(range(start, size), feasible[start:]),
             *compress(range(end - size), feasible[:end - size])]
+
+
+def round_robin(feasible: bytearray, start: int) -> Iterator[int]:
+    """The positions of all feasible nodes from `start` round-robin, one at a time: a
+    search that stops after a window's worth never lists the whole cluster."""
+    return chain(compress(range(start, len(feasible)), feasible[start:]),
+                 compress(range(start), feasible[:start]))
 
 
 def best(totals: list[int], start: int, span: int) -> int:

@@ -15,7 +15,15 @@ from itertools import repeat
 from operator import add, mul
 
 from kubelite.scheduler.changelog import ChangeLog
-from kubelite.scheduler.classtable import ClassTables, Columns, Filter, best, examined, window
+from kubelite.scheduler.classtable import (
+    ClassTables,
+    Columns,
+    Filter,
+    best,
+    examined,
+    round_robin,
+    window,
+)
 from kubelite.scheduler.equivalence import (
     NODE_LOCAL,
     EquivalenceCache,
@@ -312,7 +320,7 @@ class Framework:
         examined (all of them when fewer pass)."""
         size = len(nodes)
         passed: list[int] = []
-        for position in window(feasible, start, size):
+        for position in round_robin(feasible, start):
             info = nodes[position]
             for fn in live:
                 status = fn(state, pod, info)

@@ -9,7 +9,6 @@ the pods of the Services, ReplicaSets and StatefulSets that select them."""
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass, field
 from operator import add
 from typing import Any
@@ -88,16 +87,29 @@ class _ScoreState:
 @dataclass
 class _FilterState:
     constraints: list[Constraint]
-    counts: list[Counter[str]] = field(default_factory=list)
+    # each constraint's matching pods by domain: its tally's own sums, read only, until
+    # a preemption dry run changes them; copied then (a hostname constraint has a
+    # domain per node, and most cycles change nothing)
+    counts: list[dict[str, int]]
+    # whether the pod itself matches each constraint's selector
+    self_match: list[int]
+    owned: set[int] = field(default_factory=set)
     # each constraint's least loaded domain, found once per change of its counts
-    # rather than by every Filter call (a hostname constraint has a domain per node)
+    # rather than by every Filter call
     minimums: dict[int, int] = field(default_factory=dict)
 
     def clone(self) -> _FilterState:
-        return _FilterState(self.constraints, [Counter(c) for c in self.counts])
+        # Both now share every dict, and copy before they write.
+        self.owned.clear()
+        return _FilterState(self.constraints, list(self.counts), self.self_match,
+                            minimums=dict(self.minimums))
 
     def add(self, i: int, domain: str, delta: int) -> None:
-        self.counts[i][domain] += delta
+        if i not in self.owned:
+            self.counts[i] = dict(self.counts[i])
+            self.owned.add(i)
+        counts = self.counts[i]
+        counts[domain] = counts.get(domain, 0) + delta
         self.minimums.pop(i, None)
 
     def minimum(self, i: int) -> int:
@@ -184,7 +196,8 @@ class PodTopologySpread:
         # Only nodes with every constraint's label count, as in kube-scheduler.
         required = tuple(c.key for c in constraints)
         state.data[_FILTER] = _FilterState(
-            constraints, [Counter(self._tally(c, pod, required).sums) for c in constraints])
+            constraints, [self._tally(c, pod, required).sums for c in constraints],
+            [1 if c.selector.matches(pod.labels) else 0 for c in constraints])
         return SUCCESS
 
     def _update(self, state: CycleState, pod: PodInfo, victim: PodInfo, node: NodeInfo,
@@ -210,8 +223,7 @@ class PodTopologySpread:
             value = node.labels.get(c.key)
             if value is None:
                 return Status.unschedulable(NAME, MISSING_LABEL, resolvable=False)
-            self_match = 1 if c.selector.matches(pod.labels) else 0
-            if fs.counts[i].get(value, 0) + self_match - fs.minimum(i) > c.max_skew:
+            if fs.counts[i].get(value, 0) + fs.self_match[i] - fs.minimum(i) > c.max_skew:
                 return Status.unschedulable(NAME, MISMATCH)
         return SUCCESS
 
