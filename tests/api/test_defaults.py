@@ -299,3 +299,39 @@ def test_wrongly_typed_values_are_left_for_validation() -> None:
 def test_qos_class_added_when_the_strategy_already_set_the_phase() -> None:
     pod = defaulted(make("v1", "Pod", spec=pod_spec(), status={"phase": "Pending"}))
     assert pod["status"] == {"phase": "Pending", "qosClass": "BestEffort"}
+
+
+REF = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}
+CPU_80 = {"type": "Resource", "resource": {"name": "cpu", "target": {
+    "type": "Utilization", "averageUtilization": 80}}}
+
+
+def test_hpa_v2_defaults_min_replicas_a_cpu_target_and_partial_behavior() -> None:
+    hpa = make("autoscaling/v2", "HorizontalPodAutoscaler",
+               spec={"scaleTargetRef": REF, "maxReplicas": 5,
+                     "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}}})
+    apply_defaults(by_kind("autoscaling/v2", "HorizontalPodAutoscaler"), hpa)
+    spec = hpa["spec"]
+    assert spec["minReplicas"] == 1
+    assert spec["metrics"] == [CPU_80]
+    assert spec["behavior"] == {
+        "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+            {"type": "Pods", "value": 4, "periodSeconds": 15},
+            {"type": "Percent", "value": 100, "periodSeconds": 15}]},
+        "scaleDown": {"stabilizationWindowSeconds": 60, "selectPolicy": "Max", "policies": [
+            {"type": "Percent", "value": 100, "periodSeconds": 15}]}}
+    # Without a behavior none is made up, and given values stay.
+    given = make("autoscaling/v2", "HorizontalPodAutoscaler",
+                 spec={"scaleTargetRef": REF, "minReplicas": 2, "maxReplicas": 5,
+                       "metrics": [{"type": "Pods", "pods": {"metric": {"name": "qps"},
+                                    "target": {"type": "AverageValue", "averageValue": "1"}}}]})
+    before = copy.deepcopy(given)
+    apply_defaults(by_kind("autoscaling/v2", "HorizontalPodAutoscaler"), given)
+    assert given == before
+
+
+def test_hpa_v1_defaults_only_min_replicas() -> None:
+    hpa = make("autoscaling/v1", "HorizontalPodAutoscaler",
+               spec={"scaleTargetRef": REF, "maxReplicas": 5})
+    apply_defaults(by_kind("autoscaling/v1", "HorizontalPodAutoscaler"), hpa)
+    assert hpa["spec"] == {"scaleTargetRef": REF, "minReplicas": 1, "maxReplicas": 5}

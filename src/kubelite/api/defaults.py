@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from kubelite.api.patch import deep_copy
 from kubelite.api.registry import Resource
 from kubelite.api.validation_values import is_ip, parse_quantity
 
@@ -502,6 +503,36 @@ def _priorityclass(obj: Obj) -> None:
     _default(obj, preemptionPolicy="PreemptLowerPriority")
 
 
+# autoscaling/v2's defaults for a behavior that is given in part. Scale-down's
+# stabilization window stays unset: the controller's flag (300 s) decides it.
+_SCALE_UP = {"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+    {"type": "Pods", "value": 4, "periodSeconds": 15},
+    {"type": "Percent", "value": 100, "periodSeconds": 15}]}
+_SCALE_DOWN = {"selectPolicy": "Max", "policies": [
+    {"type": "Percent", "value": 100, "periodSeconds": 15}]}
+
+
+def _hpa(obj: Obj) -> None:
+    spec = _ensure(obj, "spec")
+    _default(spec, minReplicas=1)
+    if obj.get("apiVersion") != "autoscaling/v2":
+        return  # v1 has no metrics or behavior; its conversion adds the CPU default
+    if not spec.get("metrics"):
+        spec["metrics"] = [{"type": "Resource", "resource": {"name": "cpu", "target": {
+            "type": "Utilization", "averageUtilization": 80}}}]
+    behavior = _d(spec, "behavior")
+    if behavior is None:
+        return
+    for direction, defaults in (("scaleUp", _SCALE_UP), ("scaleDown", _SCALE_DOWN)):
+        rules = behavior.get(direction)
+        if rules is None:
+            behavior[direction] = deep_copy(defaults)
+        elif isinstance(rules, dict):
+            for key, value in defaults.items():
+                if rules.get(key) is None:
+                    rules[key] = deep_copy(value)
+
+
 _KIND_DEFAULTS: dict[str, Callable[[Obj], None]] = {
     "Pod": _pod,
     "Deployment": _deployment,
@@ -522,4 +553,5 @@ _KIND_DEFAULTS: dict[str, Callable[[Obj], None]] = {
     "Node": _node,
     "StorageClass": _storageclass,
     "PriorityClass": _priorityclass,
+    "HorizontalPodAutoscaler": _hpa,
 }
