@@ -10,7 +10,6 @@ those are adopted (their containers keep running), the rest swept (gc.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import ctypes.util
 import gc as gc_
@@ -23,7 +22,7 @@ from typing import Any
 from kubelite.agent import gc
 from kubelite.agent.containers import POD_UID, RESTART_COUNT
 from kubelite.agent.context import PodContext
-from kubelite.agent.podworker import PodWorker
+from kubelite.agent.podworker import PodWorker, ended
 from kubelite.agent.refs import pod_references
 from kubelite.agent.status import TERMINAL
 from kubelite.client import ClientError, Informer, object_key
@@ -102,8 +101,7 @@ class PodManager:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await ended(task)
         await self.informer.stop()
         await asyncio.gather(*(w.stop() for w in self.workers.values()))
         self.workers.clear()

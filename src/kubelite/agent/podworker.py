@@ -117,8 +117,7 @@ class PodWorker:
         """Stop managing the pod (agent shutdown); its containers keep running."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await ended(self._task)
         await self.probes.stop_all()
 
     @property
@@ -489,3 +488,15 @@ def _duration(seconds: float) -> str:
 
 def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+async def ended(task: asyncio.Task[None]) -> None:
+    """Wait for a task cancelled here. Its CancelledError ends here, but one meant for
+    the caller goes on: swallowed, a stop cancelled halfway (a fence, a shutdown)
+    would carry on as if nothing had asked it to end."""
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
