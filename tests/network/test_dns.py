@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from kubelite.api.registry import lookup
 from kubelite.client import Client, load_kubeconfig
 from kubelite.network.dns import ClusterDNS, ensure_kube_dns, local_nameservers
 from tests.controllers.live_api import api_server, namespace, ns_name
+from tests.ports import free_port, free_udp_and_tcp_port
 
 __all__ = ["api_server", "ns_name"]
 
@@ -264,12 +264,8 @@ async def test_ensure_kube_dns_service_and_slice(api_server) -> None:
 
 
 async def test_kubelite_server_cluster_dns_flag(tmp_path: Path) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        dns_port = s.getsockname()[1]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        api_port = s.getsockname()[1]
+    dns_port = free_udp_and_tcp_port()
+    api_port = free_port()
     log = open(tmp_path / "server.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "kubelite.cli.main", "server", "--data-dir", str(tmp_path / "d"),

@@ -62,156 +62,82 @@ def _identifier(name: Any, selector: Any) -> Obj:
 # ---- metric specs and statuses: v1 (the annotations' shapes) <-> v2 ------------------
 
 
-def _target_v1(target: Obj) -> Obj:
-    out: Obj = {}
-    _set(out, "targetAverageUtilization", target.get("averageUtilization"))
-    _set(out, "targetAverageValue", target.get("averageValue"))
+# The key of each kind of metric's source; the same at both versions.
+_SOURCES = {"Resource": "resource", "ContainerResource": "containerResource", "Pods": "pods",
+            "Object": "object", "External": "external"}
+
+
+def _source(metric: Obj) -> tuple[str, Obj] | None:
+    field = _SOURCES.get(metric.get("type") or "")
+    source = metric.get(field) if field else None
+    return (field, source) if field and isinstance(source, dict) else None
+
+
+def _metric_v1(metric: Obj, side: str) -> Obj:
+    """A v2 MetricSpec (`side` "target") or MetricStatus ("current") in the v1 shape the
+    annotations hold, whose fields name the side (targetAverageValue,
+    currentAverageValue). A status's plain quantities are "0" when unknown, as Go
+    writes a zero Quantity."""
+    out: Obj = {"type": metric.get("type")}
+    found = _source(metric)
+    if found is None:
+        return out
+    field, source = found
+    values, ident = source.get(side) or {}, source.get("metric") or {}
+    zero = "0" if side == "current" else None
+    if field in ("resource", "containerResource"):
+        v1: Obj = {"name": source.get("name")}
+        _set(v1, "container", source.get("container"))
+        _set(v1, f"{side}AverageUtilization", values.get("averageUtilization"))
+        _set(v1, f"{side}AverageValue", values.get("averageValue", zero))
+    elif field == "pods":
+        v1 = {"metricName": ident.get("name"),
+              f"{side}AverageValue": values.get("averageValue", "0")}
+        _set(v1, "selector", ident.get("selector"))
+    elif field == "object":
+        v1 = {"target": _object_ref(source.get("describedObject")),
+              "metricName": ident.get("name"), f"{side}Value": values.get("value", "0")}
+        _set(v1, "selector", ident.get("selector"))
+        _set(v1, "averageValue", values.get("averageValue"))
+    else:
+        v1 = {"metricName": ident.get("name")}
+        _set(v1, "metricSelector", ident.get("selector"))
+        _set(v1, f"{side}Value", values.get("value", zero))
+        _set(v1, f"{side}AverageValue", values.get("averageValue"))
+    out[field] = v1
     return out
 
 
-def _target_v2(source: Obj) -> Obj:
-    if source.get("targetAverageUtilization") is not None:
-        return {"type": "Utilization", "averageUtilization": source["targetAverageUtilization"]}
-    out: Obj = {"type": "AverageValue"}
-    _set(out, "averageValue", source.get("targetAverageValue"))
-    return out
-
-
-def _spec_v1(metric: Obj) -> Obj:
-    kind = metric.get("type")
-    out: Obj = {"type": kind}
-    if kind == "Resource" and isinstance(metric.get("resource"), dict):
-        source = metric["resource"]
-        out["resource"] = {"name": source.get("name"), **_target_v1(source.get("target") or {})}
-    elif kind == "ContainerResource" and isinstance(metric.get("containerResource"), dict):
-        source = metric["containerResource"]
-        out["containerResource"] = {"name": source.get("name"),
-                                    "container": source.get("container"),
-                                    **_target_v1(source.get("target") or {})}
-    elif kind == "Pods" and isinstance(metric.get("pods"), dict):
-        source = metric["pods"]
-        ident, target = source.get("metric") or {}, source.get("target") or {}
-        out["pods"] = {"metricName": ident.get("name"),
-                       "targetAverageValue": target.get("averageValue")}
-        _set(out["pods"], "selector", ident.get("selector"))
-    elif kind == "Object" and isinstance(metric.get("object"), dict):
-        source = metric["object"]
-        ident, target = source.get("metric") or {}, source.get("target") or {}
-        out["object"] = {"target": _object_ref(source.get("describedObject")),
-                         "metricName": ident.get("name"),
-                         "targetValue": target.get("value", "0")}
-        _set(out["object"], "selector", ident.get("selector"))
-        _set(out["object"], "averageValue", target.get("averageValue"))
-    elif kind == "External" and isinstance(metric.get("external"), dict):
-        source = metric["external"]
-        ident, target = source.get("metric") or {}, source.get("target") or {}
-        out["external"] = {"metricName": ident.get("name")}
-        _set(out["external"], "metricSelector", ident.get("selector"))
-        _set(out["external"], "targetValue", target.get("value"))
-        _set(out["external"], "targetAverageValue", target.get("averageValue"))
-    return out
-
-
-def _spec_v2(metric: Obj) -> Obj:
-    kind = metric.get("type")
-    out: Obj = {"type": kind}
-    if kind == "Resource" and isinstance(metric.get("resource"), dict):
-        source = metric["resource"]
-        out["resource"] = {"name": source.get("name"), "target": _target_v2(source)}
-    elif kind == "ContainerResource" and isinstance(metric.get("containerResource"), dict):
-        source = metric["containerResource"]
-        out["containerResource"] = {"name": source.get("name"),
-                                    "container": source.get("container"),
-                                    "target": _target_v2(source)}
-    elif kind == "Pods" and isinstance(metric.get("pods"), dict):
-        source = metric["pods"]
-        out["pods"] = {"metric": _identifier(source.get("metricName"), source.get("selector")),
-                       "target": {"type": "AverageValue",
-                                  "averageValue": source.get("targetAverageValue")}}
-    elif kind == "Object" and isinstance(metric.get("object"), dict):
-        source = metric["object"]
-        average = source.get("averageValue")
-        target: Obj = {"type": "Value" if average is None else "AverageValue",
-                       "value": source.get("targetValue")}
-        _set(target, "averageValue", average)
-        out["object"] = {"describedObject": _object_ref(source.get("target")),
-                         "metric": _identifier(source.get("metricName"), source.get("selector")),
-                         "target": target}
-    elif kind == "External" and isinstance(metric.get("external"), dict):
-        source = metric["external"]
-        average = source.get("targetAverageValue")
-        target = {"type": "Value" if average is None else "AverageValue"}
-        _set(target, "value", source.get("targetValue"))
-        _set(target, "averageValue", average)
-        out["external"] = {"metric": _identifier(source.get("metricName"),
-                                                 source.get("metricSelector")),
-                           "target": target}
-    return out
-
-
-def _status_v1(metric: Obj) -> Obj:
-    kind = metric.get("type")
-    out: Obj = {"type": kind}
-    for field in ("resource", "containerResource"):
-        if kind == field[0].upper() + field[1:] and isinstance(metric.get(field), dict):
-            source = metric[field]
-            current = source.get("current") or {}
-            out[field] = {"name": source.get("name"),
-                          "currentAverageValue": current.get("averageValue", "0")}
-            _set(out[field], "currentAverageUtilization", current.get("averageUtilization"))
-            _set(out[field], "container", source.get("container"))
-    if kind == "Pods" and isinstance(metric.get("pods"), dict):
-        source = metric["pods"]
-        ident, current = source.get("metric") or {}, source.get("current") or {}
-        out["pods"] = {"metricName": ident.get("name"),
-                       "currentAverageValue": current.get("averageValue", "0")}
-        _set(out["pods"], "selector", ident.get("selector"))
-    elif kind == "Object" and isinstance(metric.get("object"), dict):
-        source = metric["object"]
-        ident, current = source.get("metric") or {}, source.get("current") or {}
-        out["object"] = {"target": _object_ref(source.get("describedObject")),
-                         "metricName": ident.get("name"),
-                         "currentValue": current.get("value", "0")}
-        _set(out["object"], "selector", ident.get("selector"))
-        _set(out["object"], "averageValue", current.get("averageValue"))
-    elif kind == "External" and isinstance(metric.get("external"), dict):
-        source = metric["external"]
-        ident, current = source.get("metric") or {}, source.get("current") or {}
-        out["external"] = {"metricName": ident.get("name"),
-                           "currentValue": current.get("value", "0")}
-        _set(out["external"], "metricSelector", ident.get("selector"))
-        _set(out["external"], "currentAverageValue", current.get("averageValue"))
-    return out
-
-
-def _status_v2(metric: Obj) -> Obj:
-    kind = metric.get("type")
-    out: Obj = {"type": kind}
-    for field in ("resource", "containerResource"):
-        if kind == field[0].upper() + field[1:] and isinstance(metric.get(field), dict):
-            source = metric[field]
-            current: Obj = {"averageValue": source.get("currentAverageValue")}
-            _set(current, "averageUtilization", source.get("currentAverageUtilization"))
-            out[field] = {"name": source.get("name"), "current": current}
-            _set(out[field], "container", source.get("container"))
-    if kind == "Pods" and isinstance(metric.get("pods"), dict):
-        source = metric["pods"]
-        out["pods"] = {"metric": _identifier(source.get("metricName"), source.get("selector")),
-                       "current": {"averageValue": source.get("currentAverageValue")}}
-    elif kind == "Object" and isinstance(metric.get("object"), dict):
-        source = metric["object"]
-        current = {"value": source.get("currentValue")}
-        _set(current, "averageValue", source.get("averageValue"))
-        out["object"] = {"describedObject": _object_ref(source.get("target")),
-                         "metric": _identifier(source.get("metricName"), source.get("selector")),
-                         "current": current}
-    elif kind == "External" and isinstance(metric.get("external"), dict):
-        source = metric["external"]
-        current = {"value": source.get("currentValue")}
-        _set(current, "averageValue", source.get("currentAverageValue"))
-        out["external"] = {"metric": _identifier(source.get("metricName"),
-                                                 source.get("metricSelector")),
-                           "current": current}
+def _metric_v2(metric: Obj, side: str) -> Obj:
+    """The v2 MetricSpec or MetricStatus of a v1 one from the annotations (the inverse
+    of _metric_v1). A target says its type: Utilization, AverageValue or Value."""
+    out: Obj = {"type": metric.get("type")}
+    found = _source(metric)
+    if found is None:
+        return out
+    field, source = found
+    values: Obj = {}
+    if field in ("resource", "containerResource"):
+        v2: Obj = {"name": source.get("name")}
+        _set(v2, "container", source.get("container"))
+        _set(values, "averageUtilization", source.get(f"{side}AverageUtilization"))
+        _set(values, "averageValue", source.get(f"{side}AverageValue"))
+        kind = "Utilization" if "averageUtilization" in values else "AverageValue"
+    elif field == "pods":
+        v2 = {"metric": _identifier(source.get("metricName"), source.get("selector"))}
+        _set(values, "averageValue", source.get(f"{side}AverageValue"))
+        kind = "AverageValue"
+    else:
+        selector = source.get("selector" if field == "object" else "metricSelector")
+        v2 = {"metric": _identifier(source.get("metricName"), selector)}
+        if field == "object":
+            v2["describedObject"] = _object_ref(source.get("target"))
+        _set(values, "value", source.get(f"{side}Value"))
+        _set(values, "averageValue", source.get(
+            "averageValue" if field == "object" else f"{side}AverageValue"))
+        kind = "AverageValue" if "averageValue" in values else "Value"
+    v2[side] = {"type": kind, **values} if side == "target" else values
+    out[field] = v2
     return out
 
 
@@ -249,7 +175,7 @@ def _hpa_v2_to_v1(stored: Obj) -> Obj:
             spec["targetCPUUtilizationPercentage"] = metric["resource"]["target"][
                 "averageUtilization"]
             break
-    others = [_spec_v1(m) for m in metrics if isinstance(m, dict)
+    others = [_metric_v1(m, "target") for m in metrics if isinstance(m, dict)
               and not _is_cpu_utilization(m, "target")]
     if others:
         notes[METRICS_ANNOTATION] = others
@@ -264,7 +190,7 @@ def _hpa_v2_to_v1(stored: Obj) -> Obj:
                     "averageUtilization"]
                 break
         if current:
-            notes[CURRENT_METRICS_ANNOTATION] = [_status_v1(m) for m in current
+            notes[CURRENT_METRICS_ANNOTATION] = [_metric_v1(m, "current") for m in current
                                                  if isinstance(m, dict)]
         if conditions:
             notes[CONDITIONS_ANNOTATION] = conditions
@@ -284,7 +210,7 @@ def _hpa_v1_to_v2(served: Obj) -> Obj:
     metrics: list[Obj] = []
     others = _annotation(annotations, METRICS_ANNOTATION)
     if isinstance(others, list):
-        metrics.extend(_spec_v2(m) for m in others if isinstance(m, dict))
+        metrics.extend(_metric_v2(m, "target") for m in others if isinstance(m, dict))
     target = spec.pop("targetCPUUtilizationPercentage", None)
     if target is not None:
         metrics.append({"type": "Resource", "resource": {"name": "cpu", "target": {
@@ -303,7 +229,7 @@ def _hpa_v1_to_v2(served: Obj) -> Obj:
     if isinstance(status, dict):
         cpu = status.pop("currentCPUUtilizationPercentage", None)
         if isinstance(current, list):
-            status["currentMetrics"] = [_status_v2(m) for m in current if isinstance(m, dict)]
+            status["currentMetrics"] = [_metric_v2(m, "current") for m in current if isinstance(m, dict)]
         elif cpu is not None:
             status["currentMetrics"] = [{"type": "Resource", "resource": {
                 "name": "cpu", "current": {"averageUtilization": cpu}}}]
