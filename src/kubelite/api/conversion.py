@@ -67,7 +67,15 @@ _SOURCES = {"Resource": "resource", "ContainerResource": "containerResource", "P
             "Object": "object", "External": "external"}
 
 
-def _source(metric: Obj) -> tuple[str, Obj] | None:
+def cpu_utilization(percent: Any) -> Obj:
+    """The v2 metric of a CPU utilisation target."""
+    return {"type": "Resource", "resource": {"name": "cpu", "target": {
+        "type": "Utilization", "averageUtilization": percent}}}
+
+
+def metric_source(metric: Obj) -> tuple[str, Obj] | None:
+    """(field, source) of a metric at either version: ("resource", {...}) for a
+    Resource metric; None when the type is unknown or its source missing."""
     field = _SOURCES.get(metric.get("type") or "")
     source = metric.get(field) if field else None
     return (field, source) if field and isinstance(source, dict) else None
@@ -79,7 +87,7 @@ def _metric_v1(metric: Obj, side: str) -> Obj:
     currentAverageValue). A status's plain quantities are "0" when unknown, as Go
     writes a zero Quantity."""
     out: Obj = {"type": metric.get("type")}
-    found = _source(metric)
+    found = metric_source(metric)
     if found is None:
         return out
     field, source = found
@@ -112,7 +120,7 @@ def _metric_v2(metric: Obj, side: str) -> Obj:
     """The v2 MetricSpec or MetricStatus of a v1 one from the annotations (the inverse
     of _metric_v1). A target says its type: Utilization, AverageValue or Value."""
     out: Obj = {"type": metric.get("type")}
-    found = _source(metric)
+    found = metric_source(metric)
     if found is None:
         return out
     field, source = found
@@ -213,11 +221,9 @@ def _hpa_v1_to_v2(served: Obj) -> Obj:
         metrics.extend(_metric_v2(m, "target") for m in others if isinstance(m, dict))
     target = spec.pop("targetCPUUtilizationPercentage", None)
     if target is not None:
-        metrics.append({"type": "Resource", "resource": {"name": "cpu", "target": {
-            "type": "Utilization", "averageUtilization": target}}})
+        metrics.append(cpu_utilization(target))
     if not metrics:
-        metrics = [{"type": "Resource", "resource": {"name": "cpu", "target": {
-            "type": "Utilization", "averageUtilization": DEFAULT_CPU_UTILIZATION}}}]
+        metrics = [cpu_utilization(DEFAULT_CPU_UTILIZATION)]
     if isinstance(obj.get("spec"), dict):
         spec["metrics"] = metrics
     behavior = _annotation(annotations, BEHAVIOR_ANNOTATION)

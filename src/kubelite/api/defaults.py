@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from kubelite.api.conversion import DEFAULT_CPU_UTILIZATION, cpu_utilization
 from kubelite.api.patch import deep_copy
 from kubelite.api.registry import Resource
 from kubelite.api.validation_values import is_ip, parse_quantity
@@ -518,8 +519,7 @@ def _hpa(obj: Obj) -> None:
     if obj.get("apiVersion") != "autoscaling/v2":
         return  # v1 has no metrics or behavior; its conversion adds the CPU default
     if not spec.get("metrics"):
-        spec["metrics"] = [{"type": "Resource", "resource": {"name": "cpu", "target": {
-            "type": "Utilization", "averageUtilization": 80}}}]
+        spec["metrics"] = [cpu_utilization(DEFAULT_CPU_UTILIZATION)]
     behavior = _d(spec, "behavior")
     if behavior is None:
         return

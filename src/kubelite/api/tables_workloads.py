@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from kubelite.api.conversion import to_stored
+from kubelite.api.conversion import metric_source, to_stored
 from kubelite.api.errors import APIError
 from kubelite.api.registry import lookup
 from kubelite.api.selectors import LabelSelector, format_label_selector, format_labels
@@ -324,10 +324,10 @@ _MAX_TARGETS = 2
 
 def _metric_target(metric: Obj, current: Obj | None) -> str:
     kind = metric.get("type")
-    source_key = kind[0].lower() + kind[1:] if isinstance(kind, str) and kind else ""
-    source = metric.get(source_key) if isinstance(metric.get(source_key), dict) else None
-    if source is None:
+    found = metric_source(metric)
+    if found is None:
         return "<unknown type>"
+    source_key, source = found
     target = source.get("target") or {}
     now = ((current or {}).get(source_key) or {}).get("current")
     if kind in ("Resource", "ContainerResource"):
@@ -342,11 +342,10 @@ def _metric_target(metric: Obj, current: Obj | None) -> str:
         return f"{source.get('name')}: {value}"
     if kind == "Pods":
         return f"{(now or {}).get('averageValue') or '<unknown>'}/{target.get('averageValue')}"
-    if kind in ("Object", "External"):
-        if target.get("averageValue") is not None:
-            return f"{(now or {}).get('averageValue') or '<unknown>'}/{target['averageValue']} (avg)"
-        return f"{(now or {}).get('value') or '<unknown>'}/{target.get('value')}"
-    return "<unknown type>"
+    # Object and External
+    if target.get("averageValue") is not None:
+        return f"{(now or {}).get('averageValue') or '<unknown>'}/{target['averageValue']} (avg)"
+    return f"{(now or {}).get('value') or '<unknown>'}/{target.get('value')}"
 
 
 def _hpa_targets(hpa: Obj) -> str:
