@@ -97,6 +97,8 @@ def test_make_run_path_serves_the_demo_and_down_leaves_nothing() -> None:
         # kubectl works with the kubeconfig `up` printed.
         assert "node-3" in cluster.kubectl("get", "nodes")
     finally:
+        # Shown by pytest only when the test failed: what the cluster's processes logged.
+        print(cluster.log_tail(200))
         info = dict(cluster.info)
         cluster.down()
     if info:
