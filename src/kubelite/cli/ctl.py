@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import codecs
+import contextlib
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
-
-import aiohttp
 
 from kubelite.cli.ctl_common import CtlError, kubeconfig_path, namespace_of, server_error
 from kubelite.cli.ctl_describe import cmd_describe
@@ -23,7 +22,6 @@ from kubelite.cli.ctl_write import cmd_apply, cmd_delete
 from kubelite.client import (
     ApiError,
     Client,
-    ClientConfig,
     ClientError,
     ConfigError,
     TransportError,
@@ -31,36 +29,8 @@ from kubelite.client import (
     load_kubeconfig,
     resource_path,
 )
-from kubelite.client.errors import error_from_status, status_for_body
 
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
-
-
-async def _stream_log(config: ClientConfig, path: str, params: dict[str, str]) -> None:
-    """GET a log and copy it to stdout as it arrives (`-f` keeps the stream open), which
-    the buffered `Client.request` cannot do."""
-    ssl_ctx = await asyncio.to_thread(config.ssl_context)
-    headers = {"User-Agent": "kubelite-ctl", "Accept": "text/plain, */*"}
-    if config.token:
-        headers["Authorization"] = f"Bearer {config.token}"
-    connector = aiohttp.TCPConnector(ssl=ssl_ctx if ssl_ctx is not None else True)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    async with aiohttp.ClientSession(connector=connector, headers=headers,
-                                     timeout=timeout) as session:
-        try:
-            async with session.get(config.server.rstrip("/") + path, params=params) as resp:
-                if resp.status >= 300:
-                    body = await resp.read()
-                    status = status_for_body(resp.status, body,
-                                             resp.headers.get("Content-Type", ""))
-                    raise error_from_status(status, http_code=resp.status)
-                async for chunk in resp.content.iter_any():
-                    sys.stdout.write(decoder.decode(chunk))
-                    sys.stdout.flush()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransportError(f"GET {path}: {exc}") from exc
-    sys.stdout.write(decoder.decode(b"", final=True))
 
 
 async def cmd_logs(client: Client, args: argparse.Namespace) -> int:
@@ -79,7 +49,14 @@ async def cmd_logs(client: Client, args: argparse.Namespace) -> int:
               "tailLines": str(args.tail) if args.tail >= 0 else None,
               "previous": "true" if args.previous else None}
     path = resource_path(pods, namespace=ns, name=args.pod, subresource="log")
-    await _stream_log(client.config, path, {k: v for k, v in params.items() if v})
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    # Copied as it arrives: `-f` keeps the stream open.
+    async with contextlib.aclosing(client.stream(path, params=params,
+                                                 accept="text/plain, */*")) as chunks:
+        async for chunk in chunks:
+            sys.stdout.write(decoder.decode(chunk))
+            sys.stdout.flush()
+    sys.stdout.write(decoder.decode(b"", final=True))
     return 0
 
 

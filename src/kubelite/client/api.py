@@ -1,4 +1,5 @@
-"""The async API client: Kubernetes REST over HTTPS with one aiohttp session.
+"""The async API client: Kubernetes REST over HTTPS, or the server's Unix socket
+on the same host, through one pool of keep-alive connections (client.transport).
 
     async with Client(config) as client:
         deploy = client.resource("deployments")
@@ -16,14 +17,16 @@ Non-2xx answers raise the `ApiError` subclasses of `client.errors`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
+import re
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-import aiohttp
 import orjson
 
 from kubelite.api import registry
@@ -38,6 +41,7 @@ from kubelite.client.errors import (
 )
 from kubelite.client.events import make_event
 from kubelite.client.kubeconfig import ClientConfig
+from kubelite.client.transport import Endpoint, HttpPool
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,10 @@ CORE_EVENT = registry.lookup("", "v1", "events")
 # Extra seconds a watch read may stay silent beyond the server-side timeout
 # before the connection is considered dead.
 _WATCH_READ_SLACK = 30.0
+# Characters left as they are in a request's path: a path's own (RFC 3986) and '%',
+# as resource_path() has already quoted the names in it.
+_PATH_SAFE = "/%:@!$&'()*+,;="
+_PATH_UNSAFE = re.compile(r"[^A-Za-z0-9\-._~/%:@!$&'()*+,;=]")
 
 
 def resource_path(
@@ -106,46 +114,39 @@ class Client:
         connection_limit: int = 100,
     ) -> None:
         self.config = config
-        # aiohttp's pool size; every running watch holds one connection of it.
+        # Connections busy at once; every running watch holds one of them.
         self.connection_limit = connection_limit
         self.user_agent = user_agent
         self.timeout = timeout
         self.read_retries = read_retries
         self.retry_backoff = retry_backoff
-        self._session: aiohttp.ClientSession | None = None
-        self._base = config.server.rstrip("/")
+        self._pool: HttpPool | None = None
         # Where requests go once open: the server's URL, or unix:PATH for its socket.
-        self.endpoint = self._base
+        self.endpoint = config.server.rstrip("/")
 
     @property
     def namespace(self) -> str:
         return self.config.namespace
 
     async def open(self) -> None:
-        if self._session is not None:
+        if self._pool is not None:
             return
-        connector: aiohttp.BaseConnector
+        headers = {"User-Agent": self.user_agent, "Accept": "application/json"}
+        if self.config.token:
+            headers["Authorization"] = f"Bearer {self.config.token}"
         if await asyncio.to_thread(self._local_socket):
             assert self.config.socket is not None
             # The socket's file mode keeps others out, and tokens authenticate as on the
             # HTTPS port; without TLS a request costs both ends about a quarter less CPU.
-            connector = aiohttp.UnixConnector(path=self.config.socket,
-                                              limit=self.connection_limit)
-            self._base, self.endpoint = "http://localhost", f"unix:{self.config.socket}"
+            endpoint = Endpoint(unix=self.config.socket)
+            self.endpoint = f"unix:{self.config.socket}"
         else:
             # Building the context may read the system CA bundle: keep it off the loop.
             ctx = await asyncio.to_thread(self.config.ssl_context)
-            connector = aiohttp.TCPConnector(ssl=ctx if ctx is not None else True,
-                                             limit=self.connection_limit)
-            self._base = self.endpoint = self.config.server.rstrip("/")
-        headers = {"User-Agent": self.user_agent, "Accept": "application/json"}
-        if self.config.token:
-            headers["Authorization"] = f"Bearer {self.config.token}"
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=self.timeout),
-        )
+            endpoint = Endpoint.from_url(self.config.server, ctx)
+            self.endpoint = self.config.server.rstrip("/")
+        self._pool = HttpPool(endpoint, headers=headers, limit=self.connection_limit,
+                              connect_timeout=self.timeout)
 
     def _local_socket(self) -> bool:
         """Whether to reach the server through its Unix socket: one is named, it exists
@@ -155,9 +156,9 @@ class Client:
         return bool(path and self.config.token and os.path.exists(path))
 
     async def close(self) -> None:
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
 
     async def __aenter__(self) -> Client:
         await self.open()
@@ -174,10 +175,10 @@ class Client:
             return ""
         return namespace or (obj and _meta(obj).get("namespace")) or self.config.namespace
 
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def _http(self) -> HttpPool:
+        if self._pool is None:
             raise RuntimeError("Client is not open: use `async with Client(config)` or open()")
-        return self._session
+        return self._pool
 
     async def request(
         self,
@@ -223,16 +224,15 @@ class Client:
         if accept:
             headers["Accept"] = accept
         try:
-            async with self._http().request(
-                method, self._base + path, params=_query(params), data=data, headers=headers
-            ) as resp:
-                answer = await resp.read()
-                if resp.status >= 300:
-                    raise _error(resp, answer)
-                if raw:
-                    return answer
-                return orjson.loads(answer) if answer else {}
-        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as e:
+            async with asyncio.timeout(self.timeout):
+                resp = await self._http().request(method, _target(path, params), body=data,
+                                                  headers=headers)
+            if resp.status >= 300:
+                raise _error(resp.status, resp.headers, resp.body)
+            if raw:
+                return resp.body
+            return orjson.loads(resp.body) if resp.body else {}
+        except (OSError, ssl.SSLError, TimeoutError, orjson.JSONDecodeError) as e:
             raise TransportError(f"{method} {path}: {type(e).__name__}: {e}") from e
 
     async def get(
@@ -417,22 +417,35 @@ class Client:
             "timeoutSeconds": timeout_seconds,
         }
         read = timeout_seconds + _WATCH_READ_SLACK if timeout_seconds else None
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=read)
         path = resource_path(res, namespace=namespace)
-        try:
-            async with self._http().get(
-                self._base + path, params=_query(params), timeout=timeout
-            ) as resp:
-                if resp.status >= 300:
-                    raise _error(resp, await resp.read())
-                async for line in _lines(resp.content):
+        chunks = self.stream(path, params=params, read_timeout=read)
+        async with contextlib.aclosing(chunks):
+            async for line in _lines(chunks):
+                try:
                     event = orjson.loads(line)
-                    type_, obj = event.get("type"), event.get("object") or {}
-                    if type_ == "ERROR":
-                        raise error_from_status(obj)
-                    yield type_, obj
-        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as e:
-            raise TransportError(f"watch {path}: {type(e).__name__}: {e}") from e
+                except orjson.JSONDecodeError as e:
+                    raise TransportError(f"watch {path}: {e}") from e
+                type_, obj = event.get("type"), event.get("object") or {}
+                if type_ == "ERROR":
+                    raise error_from_status(obj)
+                yield type_, obj
+
+    async def stream(self, path: str, *, params: dict[str, Any] | None = None,
+                     accept: str | None = None,
+                     read_timeout: float | None = None) -> AsyncIterator[bytes]:
+        """GET `path` and yield its body as it arrives (a watch, `logs -f`), waiting at
+        most `read_timeout` for each piece. Close it early with `contextlib.aclosing`
+        to release the connection."""
+        headers = {"Accept": accept} if accept else None
+        try:
+            async with self._http().stream("GET", _target(path, params), headers=headers,
+                                           read_timeout=read_timeout) as resp:
+                if resp.status >= 300:
+                    raise _error(resp.status, resp.headers, await resp.read())
+                async for chunk in resp.chunks():
+                    yield chunk
+        except (OSError, ssl.SSLError, TimeoutError) as e:
+            raise TransportError(f"GET {path}: {type(e).__name__}: {e}") from e
 
     async def bind(self, pod: dict[str, Any], node_name: str) -> None:
         """Assign a pod to a node as the scheduler does: POST pods/NAME/binding."""
@@ -477,34 +490,35 @@ class Client:
         return await self.create(CORE_EVENT, event)
 
 
-def _query(params: dict[str, Any] | None) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
+def _target(path: str, params: dict[str, Any] | None) -> str:
+    """The request target: the path, quoted as a URL's, and the query."""
+    target = quote(path, safe=_PATH_SAFE) if _PATH_UNSAFE.search(path) else path
+    pairs = []
     for key, value in (params or {}).items():
         if value is None:
             continue
         if isinstance(value, bool):
             value = "true" if value else "false"
-        out.append((key, str(value)))
-    return out
+        pairs.append((key, str(value)))
+    return f"{target}?{urlencode(pairs, quote_via=quote)}" if pairs else target
 
 
 def _write_params(dry_run: bool, field_manager: str | None) -> dict[str, Any]:
     return {"dryRun": "All" if dry_run else None, "fieldManager": field_manager}
 
 
-def _error(resp: aiohttp.ClientResponse, body: bytes) -> ApiError:
+def _error(code: int, headers: dict[str, str], body: bytes) -> ApiError:
     retry_after: float | None = None
-    header = resp.headers.get("Retry-After")
+    header = headers.get("retry-after")
     if header and header.isdigit():
         retry_after = float(header)
-    status = status_for_body(resp.status, body, resp.headers.get("Content-Type", ""))
-    return error_from_status(status, http_code=resp.status, retry_after=retry_after)
+    status = status_for_body(code, body, headers.get("content-type", ""))
+    return error_from_status(status, http_code=code, retry_after=retry_after)
 
 
-async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-    # StreamReader's own line iteration caps a line at 128 KiB; objects can be larger.
+async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     buf = bytearray()
-    async for chunk in stream.iter_any():
+    async for chunk in chunks:
         start = len(buf)
         buf.extend(chunk)
         while (nl := buf.find(b"\n", start)) >= 0:

@@ -48,7 +48,7 @@ _EVENT_NAMES = {"persistentvolumeclaims": "PVC", "persistentvolumes": "PV",
                 "storageclasses": "StorageClass", "namespaces": "Namespace"}
 FLUSH_INTERVAL = 30.0
 # Connections for the scheduler's client. Every placed pod is a binding and an
-# Event in flight; with aiohttp's 100, bindings queued for a connection while
+# Event in flight; with the client's default 100, bindings queued for a connection while
 # creates took the server, and pods waited seconds longer to be bound (client-go
 # gets as many streams from HTTP/2).
 CLIENT_CONNECTIONS = 256
