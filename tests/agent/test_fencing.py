@@ -4,7 +4,6 @@ dead; a renewal brings back only the pods still bound here."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from kubelite.agent.fencing import SelfFencing, kill_all_containers, resume_pods
 from kubelite.agent.podmanager import PodManager
-from kubelite.agent.podworker import ended
+from kubelite.tasks import cancelled
 from tests.agent.fakes import FakeRuntime, Harness, eventually, harness, make_pod
 
 
@@ -39,9 +38,7 @@ async def fenced_node(tmp_path: Path) -> AsyncIterator[tuple[Harness, PodManager
     try:
         yield hs, pods, fencing, order
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancelled(task)
         await pods.stop()
 
 
@@ -125,39 +122,3 @@ def test_a_fencing_timeout_must_be_positive() -> None:
 
     with pytest.raises(ValueError):
         SelfFencing(runtime=FakeRuntime(), timeout=0, on_fence=nothing, on_recover=nothing)
-
-
-async def test_a_stop_cancelled_halfway_ends_cancelled() -> None:
-    # A fence cancelled while it stops the pod workers (a shutdown, a test's teardown)
-    # must end there: swallowing the cancellation left the fencing task waiting for a
-    # renewal forever.
-    release = asyncio.Event()
-
-    async def slow_to_stop() -> None:
-        try:
-            await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            await release.wait()
-            raise
-
-    worker = asyncio.create_task(slow_to_stop())
-    await asyncio.sleep(0)
-
-    async def stop() -> str:
-        worker.cancel()
-        await ended(worker)
-        return "carried on"
-
-    stopping = asyncio.create_task(stop())
-    await asyncio.sleep(0.01)
-    stopping.cancel()
-    await asyncio.sleep(0.01)
-    release.set()
-    with pytest.raises(asyncio.CancelledError):
-        await stopping
-    # A task cancelled on its own ends quietly.
-    alone = asyncio.create_task(asyncio.sleep(3600))
-    await asyncio.sleep(0)
-    alone.cancel()
-    await ended(alone)
-    assert alone.cancelled()

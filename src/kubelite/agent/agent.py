@@ -41,6 +41,7 @@ from kubelite.network.node import NodeNetwork
 from kubelite.network.policy import PolicyEnforcer
 from kubelite.network.proxy import ServiceProxy
 from kubelite.runtime.base import ContainerRuntime, ImageStore
+from kubelite.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +150,7 @@ class Agent:
             await self.proxy.stop()
         await self.local_path.stop()
         await self.source.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancelled(*self._tasks)
         if self.server is not None:
             await self.server.stop()
         await self.recorder.stop()

@@ -11,6 +11,7 @@ import logging
 from typing import Any, Protocol
 
 from kubelite.client import EventRecorder
+from kubelite.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,5 @@ class QueuedRecorder:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(flush_timeout):
                 await self._queue.join()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancelled(self._task)
         self._task = None

@@ -10,13 +10,13 @@ before listing volumes can never remove the directory of a live volume.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 from pathlib import Path
 
 from kubelite.api.registry import lookup
 from kubelite.client import Client, ClientError
+from kubelite.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,7 @@ class LocalPathSweeper:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancelled(self._task)
             self._task = None
 
     async def sweep(self) -> list[str]:

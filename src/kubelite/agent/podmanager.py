@@ -22,13 +22,14 @@ from typing import Any
 from kubelite.agent import gc
 from kubelite.agent.containers import POD_UID, RESTART_COUNT
 from kubelite.agent.context import PodContext
-from kubelite.agent.podworker import PodWorker, ended
+from kubelite.agent.podworker import PodWorker
 from kubelite.agent.refs import pod_references
 from kubelite.agent.status import TERMINAL
 from kubelite.client import ClientError, Informer, object_key
 from kubelite.client.api import CORE_POD
 from kubelite.runtime import errors
 from kubelite.runtime.base import ContainerID, Sandbox
+from kubelite.tasks import ended
 
 log = logging.getLogger(__name__)
 

@@ -42,6 +42,7 @@ from kubelite.client import ClientError, Conflict, NotFound
 from kubelite.client.api import CORE_POD
 from kubelite.runtime import errors
 from kubelite.runtime.base import ContainerID, ContainerStatus, Sandbox
+from kubelite.tasks import ended
 
 log = logging.getLogger(__name__)
 
@@ -488,15 +489,3 @@ def _duration(seconds: float) -> str:
 
 def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
-
-
-async def ended(task: asyncio.Task[None]) -> None:
-    """Wait for a task cancelled here. Its CancelledError ends here, but one meant for
-    the caller goes on: swallowed, a stop cancelled halfway (a fence, a shutdown)
-    would carry on as if nothing had asked it to end."""
-    try:
-        await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from kubelite.agent import netns
 from kubelite.runtime.base import ContainerID, ContainerRuntime
+from kubelite.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -204,9 +205,7 @@ class ProbeWorker:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancelled(self._task)
             self._task = None
 
     async def _loop(self) -> None:

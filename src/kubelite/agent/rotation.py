@@ -10,7 +10,6 @@ keep theirs, which stay valid until they expire.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import random
@@ -29,6 +28,7 @@ from kubelite.agent.join import (
     store_credentials,
 )
 from kubelite.client import ClientConfig, ClientError
+from kubelite.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,5 @@ async def run(config: AgentConfig, *, stop: asyncio.Event, creds: NodeCredential
             try:
                 await stop.wait()
             finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancelled(task)
     return 0

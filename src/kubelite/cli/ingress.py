@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 from pathlib import Path
 
 from kubelite.cli.server import parse_listen
+from kubelite.tasks import cancelled
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -49,9 +49,7 @@ async def run(args: argparse.Namespace) -> int:
                 await stop.wait()
             finally:
                 controller.stop()
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancelled(task)
                 await factory.stop()
         return 0
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 from pathlib import Path
 
 from kubelite.client import Client, InformerFactory, load_kubeconfig, strip_managed_fields
 from kubelite.scheduler.config import SchedulerConfiguration, load_config
 from kubelite.scheduler.scheduler import CLIENT_CONNECTIONS, Scheduler
+from kubelite.tasks import cancelled
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -42,9 +42,7 @@ async def run(args: argparse.Namespace) -> int:
                 if task.done():
                     task.result()
             finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancelled(task)
                 await factory.stop()
         return 0
 

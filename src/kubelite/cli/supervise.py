@@ -9,11 +9,12 @@ as kube-controller-manager beside kube-apiserver.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import logging
 import signal
 import sys
+
+from kubelite.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,7 @@ class Supervised:
 
     async def __aexit__(self, *exc: object) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancelled(self._task)
         proc = self._proc
         if proc is not None and proc.returncode is None:
             proc.send_signal(signal.SIGTERM)

@@ -24,7 +24,6 @@ create or delete twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -33,6 +32,7 @@ from typing import Any
 
 from kubelite.client.informer import Informer, Obj, object_key
 from kubelite.client.workqueue import RateLimiter, ShutDown, WorkQueue
+from kubelite.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -195,11 +195,7 @@ class Controller:
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancelled(*tasks)
 
     def stop(self) -> None:
         """Workers finish the key in hand and exit; run() then returns."""

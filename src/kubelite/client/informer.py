@@ -26,6 +26,7 @@ from typing import Any
 
 from kubelite.api.registry import Resource
 from kubelite.client.errors import ClientError, Gone
+from kubelite.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -228,11 +229,7 @@ class Informer:
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancelled(*tasks)
 
     @property
     def _name(self) -> str:

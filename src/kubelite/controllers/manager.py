@@ -7,7 +7,6 @@ controller-manager` (a later issue) runs it alone. Either way it talks HTTPS.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from kubelite.client import Client, InformerFactory, strip_managed_fields
@@ -31,6 +30,7 @@ from kubelite.controllers.serviceaccount import ServiceAccountController
 from kubelite.controllers.servicelb import ServiceLBController
 from kubelite.controllers.statefulset import StatefulSetController
 from kubelite.scheduler.scheduler import Scheduler
+from kubelite.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,7 @@ class ControllerManager:
     async def stop(self) -> None:
         for controller in self.controllers:
             controller.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancelled(*self._tasks)
         # Some controllers keep informers of their own beside the shared ones.
         await asyncio.gather(*(inf.stop() for c in self.controllers for inf in c.informers))
         await self.factory.stop()

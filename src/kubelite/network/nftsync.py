@@ -5,11 +5,11 @@ is retried, and `synced` is set after each success."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any, Self
 
 from kubelite.client import Informer
+from kubelite.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,7 @@ class NftSyncer:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancelled(self._task)
             self._task = None
         for informer in self.informers:
             await informer.stop()

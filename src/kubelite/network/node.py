@@ -13,7 +13,6 @@ down` removes the node's namespace and everything in it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from kubelite.network.podnet import BRIDGE, PodNetwork
 from kubelite.network.routes import RouteSyncer
 from kubelite.network.sandboxes import NetworkedRuntime
 from kubelite.runtime.base import ContainerRuntime
+from kubelite.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,7 @@ class NodeNetwork:
                        asyncio.create_task(self._sweep_loop(), name="pod network sweep")]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancelled(*self._tasks)
         self._tasks = []
         await self.routes.stop()
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from kubelite.api.registry import lookup
 from kubelite.client import Informer
+from kubelite.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +119,7 @@ class RouteSyncer:
     async def stop(self, *, remove_routes: bool = False) -> None:
         """Stop syncing; the routes stay unless `remove_routes` (a node leaving the cluster)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancelled(self._task)
             self._task = None
         await self.informer.stop()
         if remove_routes:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from kubelite.runtime import proc
+from kubelite.tasks import cancelled
 
 
 class _Chunks:
@@ -222,9 +223,7 @@ class ShimAttach:
     async def kill(self) -> None:
         """Detach; the container keeps running (attach never owns the container)."""
         self._writer.close()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancelled(self._task)
         if not self._code.done():
             self._code.set_result(-1)
 

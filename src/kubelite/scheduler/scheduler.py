@@ -31,6 +31,7 @@ from kubelite.scheduler.nodeinfo import NodeInfo, PodInfo, pod_key
 from kubelite.scheduler.plugins import PluginContext
 from kubelite.scheduler.queue import QueuedPod, SchedulingQueue
 from kubelite.scheduler.runtime import Framework, Placement, fit_error
+from kubelite.tasks import cancelled
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -366,11 +367,7 @@ class Scheduler:
                 await asyncio.sleep(0)
         finally:
             flusher.cancel()
-            for task in [flusher, *self._tasks]:
-                task.cancel()
-            for task in [flusher, *self._tasks]:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancelled(flusher, *self._tasks)
 
     async def _flush_loop(self) -> None:
         while True:

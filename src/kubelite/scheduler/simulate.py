@@ -15,6 +15,7 @@ from kubelite.api.registry import lookup
 from kubelite.client import AlreadyExists, Client, Informer
 from kubelite.client.errors import ClientError, Conflict, NotFound
 from kubelite.controllers.podutil import now_utc, rfc3339
+from kubelite.tasks import cancelled
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -153,9 +154,5 @@ class HollowNodes:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for task in [*self._tasks, *self._pending]:
-            task.cancel()
-        for task in [*self._tasks, *self._pending]:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancelled(*self._tasks, *self._pending)
         await self.pods.stop()

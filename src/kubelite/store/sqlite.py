@@ -42,6 +42,7 @@ from kubelite.store.errors import (
     StoreError,
 )
 from kubelite.store.watchers import EventWindow, Fanout, flatten, stream
+from kubelite.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -315,9 +316,7 @@ class SqliteStore:
             return
         self._phase = "closing"
         if self._compactor_task is not None:
-            self._compactor_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._compactor_task
+            await cancelled(self._compactor_task)
         self._wake_writer()
         if self._writer_task is not None:
             await self._writer_task

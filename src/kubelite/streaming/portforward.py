@@ -21,6 +21,7 @@ from aiohttp import WSMsgType, web
 
 from kubelite.streaming import channels, spdy
 from kubelite.streaming.session import SpdySession, SpdyStream
+from kubelite.tasks import cancelled
 
 log = logging.getLogger("kubelite.streaming.portforward")
 
@@ -130,9 +131,7 @@ async def serve_spdy(session: SpdySession, dial: Dial, *, target: str) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await runner
+        await cancelled(runner)
         await session.close()
 
 
