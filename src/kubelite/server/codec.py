@@ -3,6 +3,7 @@ Tables when kubectl asks for them, and `Status` for every error."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -20,8 +21,15 @@ _TABLE_MARK = "as=Table"
 async def read_body(request: web.Request) -> bytes:
     """The raw body, refused with 413 past 3 MiB (the apiserver's limit) before it
     is read whole."""
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise errors.too_large()
+    length = request.content_length
+    if length is not None:
+        if length > MAX_BODY:
+            raise errors.too_large()
+        # One read, not a loop of chunks: most bodies come with their length.
+        try:
+            return await request.content.readexactly(length)
+        except asyncio.IncompleteReadError as exc:
+            raise errors.bad_request("the request body ended early") from exc
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(65536):
