@@ -273,3 +273,30 @@ def test_authority() -> None:
     assert Endpoint.from_url("https://example:443", ssl.create_default_context()).authority \
         == "example"
     assert Endpoint.from_url("http://example:8080", None).authority == "example:8080"
+
+
+async def test_bytes_nobody_asked_for_retire_the_connection() -> None:
+    # A server that answers and then sends more: that connection is not reused.
+    accepted = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        while await reader.readuntil(b"\r\n\r\n"):
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await asyncio.sleep(0.02)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray")
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = HttpPool(Endpoint(host="127.0.0.1", port=port), headers={})
+    try:
+        assert (await pool.request("GET", "/")).body == b"ok"
+        await asyncio.sleep(0.1)
+        assert (await pool.request("GET", "/")).body == b"ok"
+        assert len(accepted) == 2
+    finally:
+        await pool.close()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()

@@ -104,6 +104,10 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if not self.active or self.done:
+            # Nothing was asked: whatever this is, the connection cannot be trusted.
+            self.close()
+            return
         self.received = True
         try:
             self.parser.feed_data(data)
