@@ -300,3 +300,16 @@ async def test_bytes_nobody_asked_for_retire_the_connection() -> None:
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_large_body_is_read_whole(tcp) -> None:
+    # Flow control pauses only streamed bodies: a buffered one is read to its end,
+    # and so is the rest of a stream read whole.
+    _, pool, _ = tcp
+    resp = await asyncio.wait_for(pool.request("GET", "/big?blocks=96"), 20)
+    assert len(resp.body) == 96 * 65536
+    async with pool.stream("GET", "/big?blocks=96") as streamed:
+        conn = next(iter(pool._busy))
+        while not conn.paused:
+            await asyncio.sleep(0.01)
+        assert len(await asyncio.wait_for(streamed.read(), 20)) == 96 * 65536

@@ -72,8 +72,8 @@ class Endpoint:
 
 class _Connection(asyncio.Protocol):
     """One connection, one request at a time. The parser's callbacks fill in the
-    response; `headers` resolves when its head is complete, and the body arrives
-    in `chunks` until `done`."""
+    response; `head` resolves when its head is complete, and the body arrives in
+    `chunks` until `done`."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -96,6 +96,9 @@ class _Connection(asyncio.Protocol):
         self.reusable = False
         self.error: BaseException | None = None
         self.wakeup: asyncio.Future[None] | None = None
+        # Whether the body is read as it comes; only then is reading paused while
+        # too much of it waits, as a buffered body is read only once complete.
+        self.streaming = False
         self.paused = False
 
     # asyncio.Protocol
@@ -136,7 +139,8 @@ class _Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
         self.buffered += len(body)
-        if self.buffered > HIGH_WATER and not self.paused and self.transport is not None:
+        if self.streaming and self.buffered > HIGH_WATER and not self.paused \
+                and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
         self._wake()
@@ -159,9 +163,10 @@ class _Connection(asyncio.Protocol):
         if self.wakeup is not None and not self.wakeup.done():
             self.wakeup.set_result(None)
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, *, streaming: bool) -> None:
         self._reset()
         self.active = True
+        self.streaming = streaming
         if self.closed or self.transport is None or self.transport.is_closing():
             self._fail(ConnectionClosed("the server closed the connection"))
             return
@@ -185,6 +190,11 @@ class _Connection(asyncio.Protocol):
         return chunk
 
     async def body(self) -> bytes:
+        """The rest of the body, read whole."""
+        self.streaming = False
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
         while not self.done:
             if self.error is not None:
                 raise self.error
@@ -238,7 +248,7 @@ class HttpPool:
                       headers: dict[str, str] | None = None) -> Response:
         """Send a request and read its whole response."""
         async with self._slots:
-            conn = await self._open(method, target, body, headers, None)
+            conn = await self._open(method, target, body, headers, None, streaming=False)
             try:
                 data = await conn.body()
             except BaseException:
@@ -253,7 +263,7 @@ class HttpPool:
         """Send a request and read the body as it comes, waiting at most `read_timeout`
         for each piece; leaving early closes the connection."""
         async with self._slots:
-            conn = await self._open(method, target, None, headers, read_timeout)
+            conn = await self._open(method, target, None, headers, read_timeout, streaming=True)
             try:
                 yield StreamedResponse(conn, conn.status, read_timeout)
             except BaseException:
@@ -262,7 +272,8 @@ class HttpPool:
             self._release(conn, keep=conn.keep_alive())
 
     async def _open(self, method: str, target: str, body: bytes | None,
-                    headers: dict[str, str] | None, head_timeout: float | None) -> _Connection:
+                    headers: dict[str, str] | None, head_timeout: float | None, *,
+                    streaming: bool) -> _Connection:
         """A busy connection on which the request went out and its response's head came
         back."""
         head = [f"{method} {target} HTTP/1.1\r\n"]
@@ -278,7 +289,7 @@ class HttpPool:
         conn = await self._acquire()
         try:
             try:
-                await self._send(conn, data, head_timeout)
+                await self._send(conn, data, head_timeout, streaming)
             except ConnectionError:
                 # A reused connection the server closed before reading this request:
                 # a fresh one, once, for requests that may be sent twice.
@@ -286,15 +297,16 @@ class HttpPool:
                     raise
                 self._release(conn, keep=False)
                 conn = await self._acquire(fresh=True)
-                await self._send(conn, data, head_timeout)
+                await self._send(conn, data, head_timeout, streaming)
         except BaseException:
             self._release(conn, keep=False)
             raise
         return conn
 
     @staticmethod
-    async def _send(conn: _Connection, data: bytes, head_timeout: float | None) -> None:
-        conn.send(data)
+    async def _send(conn: _Connection, data: bytes, head_timeout: float | None,
+                    streaming: bool) -> None:
+        conn.send(data, streaming=streaming)
         if head_timeout is None:
             await conn.head
             return
