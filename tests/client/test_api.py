@@ -4,11 +4,13 @@ import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
 
 from kubelite.api import registry
 from kubelite.client import errors
 from kubelite.client.api import Client, find_resource, resource_path
 from kubelite.client.events import EventRecorder
+from kubelite.client.kubeconfig import ClientConfig
 
 from . import FakeAPIServer
 
@@ -393,3 +395,38 @@ async def test_event_recorder_swallows_api_errors(client: Client, server) -> Non
 async def test_client_must_be_opened(server: FakeAPIServer) -> None:
     with pytest.raises(RuntimeError, match="not open"):
         await Client(server.config).list(POD)
+
+
+async def test_a_server_url_with_a_path_keeps_it_before_every_request() -> None:
+    # Some kubeconfigs reach the API through a proxy under a path
+    # (https://proxy/k8s/clusters/c-1): every request goes below it.
+    seen: list[str] = []
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        seen.append(request.path_qs)
+        if request.query.get("watch") == "true":
+            resp = web.StreamResponse()
+            await resp.prepare(request)
+            await resp.write(b'{"type":"ADDED","object":{"metadata":{"name":"a"}}}\n')
+            return resp
+        return web.json_response({"kind": "Namespace", "metadata": {"name": "default"}})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with Client(ClientConfig(server=f"http://127.0.0.1:{port}/k8s/clusters/c-1/"),
+                          read_retries=0) as client:
+            await client.get(NS, "default")
+            async with contextlib.aclosing(client.watch(POD, "ns")) as events:
+                async for _ in events:
+                    break
+        assert seen == ["/k8s/clusters/c-1/api/v1/namespaces/default",
+                        "/k8s/clusters/c-1/api/v1/namespaces/ns/pods?watch=true"
+                        "&allowWatchBookmarks=true"]
+    finally:
+        await runner.cleanup()

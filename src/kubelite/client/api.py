@@ -25,7 +25,7 @@ import re
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any, Literal
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import orjson
 
@@ -121,6 +121,9 @@ class Client:
         self.read_retries = read_retries
         self.retry_backoff = retry_backoff
         self._pool: HttpPool | None = None
+        # A path the server's URL puts before every API path (a proxy's), kept as
+        # given; the Unix socket is the server's own and has none.
+        self._prefix = ""
         # Where requests go once open: the server's URL, or unix:PATH for its socket.
         self.endpoint = config.server.rstrip("/")
 
@@ -145,6 +148,7 @@ class Client:
             ctx = await asyncio.to_thread(self.config.ssl_context)
             endpoint = Endpoint.from_url(self.config.server, ctx)
             self.endpoint = self.config.server.rstrip("/")
+            self._prefix = urlsplit(self.endpoint).path
         self._pool = HttpPool(endpoint, headers=headers, limit=self.connection_limit,
                               connect_timeout=self.timeout)
 
@@ -225,8 +229,8 @@ class Client:
             headers["Accept"] = accept
         try:
             async with asyncio.timeout(self.timeout):
-                resp = await self._http().request(method, _target(path, params), body=data,
-                                                  headers=headers)
+                resp = await self._http().request(method, _target(self._prefix + path, params),
+                                                  body=data, headers=headers)
             if resp.status >= 300:
                 raise _error(resp.status, resp.headers, resp.body)
             if raw:
@@ -438,7 +442,8 @@ class Client:
         to release the connection."""
         headers = {"Accept": accept} if accept else None
         try:
-            async with self._http().stream("GET", _target(path, params), headers=headers,
+            async with self._http().stream("GET", _target(self._prefix + path, params),
+                                           headers=headers,
                                            read_timeout=read_timeout) as resp:
                 if resp.status >= 300:
                     raise _error(resp.status, resp.headers, await resp.read())
