@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import repeat
 from operator import add
 from typing import Any
 
@@ -82,6 +83,10 @@ class _ScoreState:
     counts: list[dict[str, int] | None]
     weights: list[float]
     ignored: set[str]
+    # The nodes PreScore read, and each constraint's label value on every one of them
+    # (None for hostname): scoring that same list reads the values again.
+    scored: list[NodeInfo] | None = None
+    values: list[list[str | None] | None] = field(default_factory=list)
 
 
 @dataclass
@@ -249,21 +254,29 @@ class PodTopologySpread:
         tallies: list[Tally] = []
         counts: list[dict[str, int] | None] = []
         weights: list[float] = []
+        values: list[list[str | None] | None] = []
         for c in constraints:
             tally = self._tally(c, pod, required)
             tallies.append(tally)
             if c.key == HOSTNAME:
                 # Per-node domains: the node's own count, taken when scoring it.
                 counts.append(None)
+                values.append(None)
                 weights.append(math.log(len(scored) + 2))
                 continue
             # Domains with a candidate node, counting the pods of all their nodes. A
             # candidate without the label adds the empty domain to the weight, as
             # kube-scheduler reads a missing label as "".
-            domains = {n.labels.get(c.key, "") for n in scored}
+            found = [n.labels.get(c.key) for n in scored]
+            domains = set(found)
+            if None in domains:
+                domains.discard(None)
+                domains.add("")
             counts.append({d: tally.sums.get(d, 0) for d in domains})
+            values.append(found)
             weights.append(math.log(len(domains) + 2))
-        state.data[_SCORE] = _ScoreState(constraints, tallies, counts, weights, ignored)
+        state.data[_SCORE] = _ScoreState(constraints, tallies, counts, weights, ignored,
+                                         scored, values)
         return SUCCESS
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
@@ -278,13 +291,19 @@ class PodTopologySpread:
         # One list per constraint, summed node by node: a node without the
         # constraint's label adds nothing.
         parts: list[list[float]] = []
-        for c, tally, counts, weight in zip(s.constraints, s.tallies, s.counts, s.weights,
-                                            strict=True):
+        read = s.values if nodes is s.scored else [None] * len(s.constraints)
+        for c, tally, counts, weight, values in zip(s.constraints, s.tallies, s.counts,
+                                                    s.weights, read, strict=True):
             key, base = c.key, c.max_skew - 1
             if counts is not None:
-                get = counts.get
-                parts.append([0.0 if (value := node.labels.get(key)) is None
-                              else get(value, 0) * weight + base for node in nodes])
+                if values is None:
+                    values = [node.labels.get(key) for node in nodes]
+                # A score per domain, looked up per node: a domain no candidate is in
+                # counts nothing, and a node without the label scores 0.
+                by_domain: dict[str | None, float] = {
+                    domain: n * weight + base for domain, n in counts.items()}
+                by_domain[None] = 0.0
+                parts.append(list(map(by_domain.get, values, repeat(float(base)))))
             else:
                 parts.append([
                     0.0 if key not in node.labels
@@ -298,7 +317,7 @@ class PodTopologySpread:
         if ignored:
             return [0 if name in ignored else math.floor(total + 0.5)
                     for name, total in zip(names, totals, strict=True)]
-        return [math.floor(total + 0.5) for total in totals]
+        return list(map(math.floor, map(add, totals, repeat(0.5))))
 
     def normalize_window(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo],
                          raw: list[int]) -> list[int]:
