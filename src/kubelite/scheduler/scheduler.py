@@ -366,7 +366,6 @@ class Scheduler:
                 # spawned so far get under way while the queue drains.
                 await asyncio.sleep(0)
         finally:
-            flusher.cancel()
             await cancelled(flusher, *self._tasks)
 
     async def _flush_loop(self) -> None:

@@ -323,24 +323,32 @@ class PodTopologySpread:
                          raw: list[int]) -> list[int]:
         """normalize_scores over a window's list of raw scores, in the window's order."""
         s: _ScoreState | None = state.data.get(_SCORE)
-        if s is not None and s.ignored:
-            scores = dict(zip([node.name for node in nodes], raw, strict=True))
-            self.normalize_scores(state, pod, scores)
-            return list(scores.values())
-        low, high = (min(raw), max(raw)) if raw else (0, 0)
-        if high == 0:
-            return [MAX_NODE_SCORE] * len(raw)
-        return [MAX_NODE_SCORE * (high + low - value) // high for value in raw]
+        if s is None or not s.ignored:
+            return _inverted(raw, raw)
+        return _normalized([node.name for node in nodes], raw, s.ignored)
 
     def normalize_scores(self, state: CycleState, pod: PodInfo, scores: dict[str, int]) -> None:
         s: _ScoreState | None = state.data.get(_SCORE)
-        ignored = s.ignored if s is not None else set()
-        counted = [v for name, v in scores.items() if name not in ignored]
-        low, high = (min(counted), max(counted)) if counted else (0, 0)
-        for name, value in scores.items():
-            if name in ignored:
-                scores[name] = 0
-            elif high == 0:
-                scores[name] = MAX_NODE_SCORE
-            else:
-                scores[name] = MAX_NODE_SCORE * (high + low - value) // high
+        names = list(scores)
+        normalized = _normalized(names, list(scores.values()),
+                                 s.ignored if s is not None else set())
+        scores.update(zip(names, normalized, strict=True))
+
+
+def _normalized(names: list[str], raw: list[int], ignored: set[str]) -> list[int]:
+    """Normalised scores of the named nodes; ignored nodes score 0 and do not count
+    toward the range."""
+    if not ignored:
+        return _inverted(raw, raw)
+    counted = [v for name, v in zip(names, raw, strict=True) if name not in ignored]
+    return [0 if name in ignored else value
+            for name, value in zip(names, _inverted(raw, counted), strict=True)]
+
+
+def _inverted(values: list[int], among: list[int]) -> list[int]:
+    """Fewer matching pods score higher: each value against the lowest and highest
+    of `among`, as kube-scheduler's NormalizeScore."""
+    low, high = (min(among), max(among)) if among else (0, 0)
+    if high == 0:
+        return [MAX_NODE_SCORE] * len(values)
+    return [MAX_NODE_SCORE * (high + low - value) // high for value in values]
