@@ -30,6 +30,7 @@ from kubelite.server.admission import IMMORTAL_NAMESPACES
 from kubelite.server.auth import Authenticator, TokenSigner
 from kubelite.server.certs import Credentials, api_socket, ensure_credentials
 from kubelite.server.context import CONTEXT, USER, ServerContext, Target, ctx, user_of
+from kubelite.server.http1 import HttpServer
 from kubelite.server.objects import Objects
 from kubelite.server.subresources import SUBRESOURCE_HANDLERS, handle_binding, handle_review
 from kubelite.server.tokens import BootstrapTokens
@@ -40,6 +41,7 @@ log = logging.getLogger("kubelite.server")
 
 _PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz", nodecerts.CLUSTER_CA_PATH})
 _NAMESPACES = lookup("", "v1", "namespaces")
+_SHUTDOWN_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,25 @@ def _split(path: str) -> tuple[str, str, list[str]] | None:
     if len(parts) >= 3 and parts[0] == "apis":
         return parts[1], parts[2], parts[3:]
     return None
+
+
+# Subresources whose answers stream, or that upgrade the connection.
+_STREAMED = frozenset({"log", "exec", "attach", "portforward", "proxy"})
+
+
+def is_unary(method: str, path: str, query: str, headers: Any) -> bool:
+    """Whether a request has one whole answer, which the fast HTTP path serves;
+    watches and the streamed subresources stay with aiohttp. Sending a request to
+    aiohttp is never wrong, only slower: names that merely look like these go there."""
+    split = _split(path)
+    if split is None or not split[2] or split[2][0] == "watch":
+        return False
+    return split[2][-1] not in _STREAMED and "watch" not in query
+
+
+async def handle(request: Any) -> web.StreamResponse:
+    """An API request from the fast path, through the same middleware as aiohttp's."""
+    return await api_middleware(request, resource_handler)
 
 
 def parse_target(group: str, version: str, rest: list[str]) -> Target:
@@ -256,6 +277,7 @@ class APIServer:
         self.credentials: Credentials | None = None
         self.socket: Path | None = None
         self._runner: web.AppRunner | None = None
+        self._http: HttpServer | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -280,11 +302,11 @@ class APIServer:
         # are verified against the cluster CA and shown the admin token.
         streaming.install(app, ca_file=creds.ca_cert, token=creds.admin_token)
         self._runner = web.AppRunner(app, access_log=None,
-                                     handler_cancellation=True, shutdown_timeout=2.0)
+                                     handler_cancellation=True,
+                                     shutdown_timeout=_SHUTDOWN_TIMEOUT)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, cfg.host, cfg.port, ssl_context=ssl_context(creds),
-                           backlog=1024, reuse_address=True)
-        await site.start()
+        self._http = HttpServer(self._runner, handle, is_unary, max_body=codec.MAX_BODY)
+        await self._http.listen_tcp(cfg.host, cfg.port, ssl=ssl_context(creds), backlog=1024)
         log.info("API server listening on https://%s:%d", cfg.host, cfg.port)
         if self.socket is not None:
             await self._listen_locally(self.socket)
@@ -293,15 +315,17 @@ class APIServer:
         """The same API, plain HTTP on a Unix socket only root can open: kubelite's
         own clients on this host (the controller manager, the scheduler) skip TLS,
         which costs each request about as much CPU as the rest of its HTTP."""
-        assert self._runner is not None
+        assert self._http is not None
         # A socket left by a server that was killed would make bind fail.
         await asyncio.to_thread(path.unlink, missing_ok=True)
-        site = web.UnixSite(self._runner, str(path), backlog=1024)
-        await site.start()
+        await self._http.listen_unix(str(path), backlog=1024)
         await asyncio.to_thread(os.chmod, path, 0o600)
         log.info("API server listening on unix:%s", path)
 
     async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.close(_SHUTDOWN_TIMEOUT)
+            self._http = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
