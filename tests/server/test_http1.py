@@ -21,11 +21,18 @@ from kubelite.store.sqlite import SqliteStore
 from tests.ports import free_port
 
 
+CANCELLED: list[str] = []
+
+
 async def _unary(request) -> web.StreamResponse:
     if request.path == "/fail":
         raise RuntimeError("a bug in a handler")
-    if request.path == "/slow":
-        await asyncio.sleep(0.3)
+    if request.path.startswith("/slow"):
+        try:
+            await asyncio.sleep(0.3)
+        except asyncio.CancelledError:
+            CANCELLED.append(request.path)
+            raise
     body = await request.content.read()
     return web.json_response({
         "method": request.method, "path": request.path, "query": list(request.query.items()),
@@ -207,6 +214,18 @@ async def test_idle_connections_are_closed_and_shutdown_closes_the_rest(tmp_path
         assert (await busy.response())[0] == 200
         assert await busy.closed()
         assert await waiting.closed()
+        assert not server.connections
+
+
+async def test_a_client_gone_cancels_its_request(tmp_path):
+    """As aiohttp's handler_cancellation does: nobody is left to answer."""
+    async with front(tmp_path) as (server, path):
+        conn = await Raw.open(path)
+        conn.send(request("GET", "/slow-gone"))
+        await asyncio.sleep(0.05)
+        await conn.close()
+        await asyncio.sleep(0.1)
+        assert CANCELLED == ["/slow-gone"]
         assert not server.connections
 
 
