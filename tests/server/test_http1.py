@@ -20,7 +20,6 @@ from kubelite.server.http1 import HttpServer
 from kubelite.store.sqlite import SqliteStore
 from tests.ports import free_port
 
-
 CANCELLED: list[str] = []
 
 
