@@ -87,3 +87,48 @@ async def test_an_ingress_without_class_gets_the_default(objects: Objects) -> No
         "kubernetes.io/ingress.class": "other"}}, "spec": {}}
     await admit_ingress_class(objects, legacy)
     assert "ingressClassName" not in legacy["spec"]
+
+
+async def test_admission_sees_a_class_changed_after_it_was_read(objects: Objects) -> None:
+    """Admission reads classes through the decoded views of Objects: a class that
+    changes must not be served as it was."""
+    await admit_pod_priority(objects, pod(priority=0))
+    for name, default in (("fallback", False), ("high", True)):
+        current = await objects.get(CLASSES, None, name)
+        changed = {**current, "globalDefault": default}
+        await objects.update(CLASSES, changed, old=current, expected_rv=None)
+    p = pod(priority=0)
+    await admit_pod_priority(objects, p)
+    assert (p["spec"]["priorityClassName"], p["spec"]["priority"]) == ("high", 1000)
+
+
+async def test_creates_are_refused_once_the_namespace_terminates(objects: Objects) -> None:
+    from kubelite.server.admission import admit
+
+    namespaces, pods = lookup("", "v1", "namespaces"), lookup("", "v1", "pods")
+    assert namespaces is not None and pods is not None
+    await objects.create(namespaces, {"apiVersion": "v1", "kind": "Namespace",
+                                      "metadata": {"name": "team"}})
+    p = pod()
+    p["metadata"]["namespace"] = "team"
+    await admit(objects, pods, p, operation="CREATE")
+    current = await objects.get(namespaces, None, "team")
+    ending = {**current, "metadata": {**current["metadata"], "finalizers": ["x"],
+                                      "deletionTimestamp": "2026-11-29T00:00:00Z"}}
+    await objects.update(namespaces, ending, old=current, expected_rv=None)
+    with pytest.raises(errors.APIError) as info:
+        await admit(objects, pods, pod() | {"metadata": {"name": "q", "namespace": "team"}},
+                    operation="CREATE")
+    assert info.value.code == 403 and "being terminated" in info.value.message
+
+
+def test_new_uids_are_random_version_4_uuids() -> None:
+    import uuid
+
+    from kubelite.server.objects import new_uid
+
+    uids = {new_uid() for _ in range(10_000)}
+    assert len(uids) == 10_000
+    for text in list(uids)[:500]:
+        parsed = uuid.UUID(text)
+        assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)

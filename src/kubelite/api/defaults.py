@@ -246,25 +246,44 @@ def _pod(obj: Obj) -> None:
 
 def qos_class(spec: Obj) -> str:
     """The pod's QoS class (Guaranteed, Burstable or BestEffort), as kubelet and the API compute it."""
+    containers = _items(spec, "containers") + _items(spec, "initContainers")
+    positive = False
+    guaranteed = True
+    for c in containers:
+        resources = _d(c, "resources") or {}
+        for kind in ("requests", "limits"):
+            found = _positive(_d(resources, kind))
+            positive = positive or bool(found)
+            if kind == "limits" and found != {"cpu", "memory"}:
+                guaranteed = False
+    if not positive:
+        return "BestEffort"
+    if not guaranteed:
+        return "Burstable"
+    # Only a pod that may be Guaranteed needs its totals, which cost the most.
     requests: dict[str, Any] = {}
     limits: dict[str, Any] = {}
-    guaranteed = True
-    for c in _items(spec, "containers") + _items(spec, "initContainers"):
+    for c in containers:
         resources = _d(c, "resources") or {}
         for kind, totals in (("requests", requests), ("limits", limits)):
-            found = set()
             for name, raw in (_d(resources, kind) or {}).items():
                 q = parse_quantity(raw)
                 if name in ("cpu", "memory") and q is not None and q > 0:
                     totals[name] = totals.get(name, 0) + q
-                    found.add(name)
-            if kind == "limits" and found != {"cpu", "memory"}:
-                guaranteed = False
-    if not requests and not limits:
-        return "BestEffort"
-    if guaranteed and all(limits.get(k) == v for k, v in requests.items()) and len(requests) == len(limits):
+    if all(limits.get(k) == v for k, v in requests.items()) and len(requests) == len(limits):
         return "Guaranteed"
     return "Burstable"
+
+
+def _positive(quantities: Obj | None) -> set[str]:
+    """Which of cpu and memory `quantities` sets above zero."""
+    found = set()
+    for name, raw in (quantities or {}).items():
+        if name in ("cpu", "memory"):
+            q = parse_quantity(raw)
+            if q is not None and q > 0:
+                found.add(name)
+    return found
 
 
 # ---------------------------------------------------------------- workloads

@@ -13,8 +13,29 @@ MEMORY = "memory"
 PODS = "pods"
 
 
+# Every pod of a Deployment asks for the same few quantities, and the exact
+# arithmetic of parsing one costs a few microseconds: each is converted once.
+_UNITS: dict[tuple[str, type, Any], int] = {}
+_UNITS_LIMIT = 4096
+
+
 def to_units(name: str, value: Any) -> int:
     """cpu in millicores, everything else in its base unit, rounded up."""
+    key = (name, type(value), value)  # 1, 1.0 and True are equal keys otherwise
+    try:
+        return _UNITS[key]
+    except KeyError:
+        pass
+    except TypeError:  # not hashable: not a quantity either, but parse says so
+        return _to_units(name, value)
+    units = _to_units(name, value)
+    if len(_UNITS) >= _UNITS_LIMIT:
+        _UNITS.clear()
+    _UNITS[key] = units
+    return units
+
+
+def _to_units(name: str, value: Any) -> int:
     q = parse_quantity(value)
     if q is None:
         return 0

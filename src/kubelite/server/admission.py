@@ -23,7 +23,7 @@ async def admit(
     if res.namespaced and operation == "CREATE":
         ns_name = obj["metadata"].get("namespace", "")
         assert _NAMESPACES is not None
-        ns = await objects.get_or_none(_NAMESPACES, None, ns_name)
+        ns = await objects.peek(_NAMESPACES, None, ns_name)
         if ns is None:
             raise errors.not_found("", "namespaces", ns_name)
         if ns["metadata"].get("deletionTimestamp") and res.plural != "events":

@@ -21,15 +21,16 @@ async def admit_pod_priority(objects: Objects, pod: dict[str, Any]) -> None:
     assert _PRIORITY_CLASSES is not None
     pod_name = pod["metadata"].get("name") or pod["metadata"].get("generateName", "")
     if name:
-        pc = await objects.get_or_none(_PRIORITY_CLASSES, None, name)
+        pc = await objects.peek(_PRIORITY_CLASSES, None, name)
         if pc is None and name in SYSTEM_CLASSES:
             pc = {"value": SYSTEM_CLASSES[name]}
         if pc is None:
             raise errors.forbidden(f'pods "{pod_name}" is forbidden: no PriorityClass with '
                                    f"name {name} was found")
     else:
-        classes, _, _ = await objects.list(_PRIORITY_CLASSES, None,
-                                           keep=lambda c: bool(c.get("globalDefault")))
+        stored, _, _ = await objects.list_kvs(_PRIORITY_CLASSES, None)
+        views = (objects.view(_PRIORITY_CLASSES, kv) for kv in stored)
+        classes = [c for c in views if c.get("globalDefault")]
         # With several defaults (a race Kubernetes allows too), the lowest value wins.
         pc = min(classes, key=lambda c: int(c.get("value", 0)), default=None)
         if pc is not None:
