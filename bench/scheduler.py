@@ -104,6 +104,17 @@ class Poster:
         return status
 
 
+def calibration_ms() -> float:
+    """A fixed pure-Python workload, independent of kubelite's code, timed: this
+    machine's speed drifts by up to half between runs of the same code, and two
+    runs' figures compare only at a like calibration."""
+    t = time.perf_counter()
+    for i in range(300_000):
+        d = {"a": i, "b": str(i)}
+        d["c"] = d["a"] + len(d["b"])
+    return (time.perf_counter() - t) * 1000
+
+
 BOUND_NAME = re.compile(rb'"name":"(sched-\d+)"')
 
 
@@ -150,6 +161,7 @@ async def main() -> None:
     args = parser.parse_args()
     if args.with_controllers and (args.owned or args.precreate):
         parser.error("--owned and --precreate need the scheduler alone")
+    calibration = calibration_ms()
     with tempfile.TemporaryDirectory(prefix="kubelite-sched-") as tmp:
         data = Path(tmp) / "data"
         port = apibench.free_port()
@@ -262,6 +274,8 @@ async def main() -> None:
                 # the benchmark's own process: creating pods, watching, hollow nodes
                 "client_cpu_ms_per_pod": round(cpu[2] * 1000 / max(len(bound), 1), 2),
                 "load_average": os.getloadavg()[0],
+                # before and after the run: see calibration_ms
+                "calibration_ms": [round(calibration, 1), round(calibration_ms(), 1)],
             }
         finally:
             for child in (scheduler, proc):

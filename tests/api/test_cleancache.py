@@ -4,6 +4,9 @@ again, and nothing invalid is ever hidden by what was remembered."""
 from __future__ import annotations
 
 import copy
+import datetime
+
+import pytest
 
 from kubelite.api.cleancache import CleanCache
 from kubelite.api.registry import lookup
@@ -60,3 +63,22 @@ def test_keys_are_per_owner_and_tag_and_unencodable_values_are_never_clean() -> 
     cache.add(cache.key({"b": 1}))
     cache.add(cache.key({"c": 1}))
     assert not cache.is_clean(cache.key({"a": 1}, owner=owner_a), owner=owner_a)
+
+
+@pytest.mark.parametrize(("seen", "odd"), [
+    ("2024-01-01", datetime.date(2024, 1, 1)),
+    (None, float("nan")),
+], ids=["yaml-date-after-its-string", "nan-after-a-null"])
+def test_a_value_seen_clean_does_not_vouch_for_one_json_would_write_alike(seen, odd) -> None:
+    """orjson writes a date as its string and a NaN as null: keyed by that JSON, the
+    clean string (or null) would have let the date (or NaN) through unchecked."""
+    assert PODS is not None
+
+    def with_image(image: object) -> dict:
+        return {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "namespace": "default"},
+                "spec": {"containers": [{"name": "c", "image": "busybox",
+                                         "workingDir": image}]}}
+    assert validate(PODS, with_image(seen))[0] == []
+    causes, _ = validate(PODS, with_image(odd))
+    assert [c.field for c in causes] == ["spec.containers[0].workingDir"]

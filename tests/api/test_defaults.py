@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime
 from typing import Any
 
 import pytest
@@ -335,3 +336,45 @@ def test_hpa_v1_defaults_only_min_replicas() -> None:
                spec={"scaleTargetRef": REF, "maxReplicas": 5})
     apply_defaults(by_kind("autoscaling/v1", "HorizontalPodAutoscaler"), hpa)
     assert hpa["spec"] == {"scaleTargetRef": REF, "minReplicas": 1, "maxReplicas": 5}
+
+
+PODS = by_kind("v1", "Pod")
+assert PODS is not None
+
+
+def _pod_with(spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": spec}
+
+
+def test_a_repeated_pod_spec_is_defaulted_alike_and_apart() -> None:
+    """Pod specs are defaulted once per distinct spec (a memo): the second pod gets
+    the same fields, in objects of its own."""
+    defaults._POD_SPECS.clear()
+    spec = {"containers": [{"name": "c", "image": "nginx:1.25",
+                            "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}
+    first, second = _pod_with(copy.deepcopy(spec)), _pod_with(copy.deepcopy(spec))
+    apply_defaults(PODS, first)
+    apply_defaults(PODS, second)
+    assert len(defaults._POD_SPECS) == 1
+    assert first == second
+    assert second["status"] == {"phase": "Pending", "qosClass": "Guaranteed"}
+    assert second["spec"]["containers"][0]["resources"]["requests"] == {"cpu": "1",
+                                                                         "memory": "1Gi"}
+    second["spec"]["containers"][0]["image"] = "changed"
+    second["spec"]["tolerations"].clear()
+    assert first["spec"]["containers"][0]["image"] == "nginx:1.25"
+    assert len(first["spec"]["tolerations"]) == 2
+    third = _pod_with(copy.deepcopy(spec))
+    apply_defaults(PODS, third)
+    assert third["spec"] == first["spec"]
+
+
+@pytest.mark.parametrize("odd", [datetime.date(2024, 1, 1), float("nan")],
+                         ids=["yaml-date", "nan"])
+def test_values_json_cannot_carry_are_defaulted_as_they_are(odd: Any) -> None:
+    """A YAML date or a NaN must reach validation as itself, never as JSON made it."""
+    for _ in range(2):
+        pod = _pod_with({"containers": [{"name": "c", "image": odd}]})
+        apply_defaults(PODS, pod)
+        image = pod["spec"]["containers"][0]["image"]
+        assert type(image) is type(odd)

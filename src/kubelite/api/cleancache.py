@@ -14,8 +14,22 @@ from typing import Any
 import orjson
 
 DEFAULT_LIMIT = 4096
+# orjson writes a datetime (YAML makes them) as the string it resembles, and a NaN
+# or an infinity as null: a value seen clean must not vouch for one of those.
+_STRICT = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+           | orjson.OPT_PASSTHROUGH_SUBCLASS)
 _ABSENT = object()
 Key = tuple[int, str, bytes]
+
+
+def json_key(value: Any) -> bytes | None:
+    """`value` as JSON when that names it exactly, None otherwise. No nulls either:
+    callers key values whose nulls are gone, so a null stands for a NaN."""
+    try:
+        encoded = orjson.dumps(value, option=_STRICT)
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+    return None if b"null" in encoded else encoded
 
 
 class CleanCache:
@@ -26,10 +40,8 @@ class CleanCache:
     def key(self, value: Any, *, owner: object = None, tag: str = "") -> Key | None:
         """The key of `value` checked against `owner` (a schema node, say) at `tag` (a
         path, say); None when the value has no JSON form to key it by."""
-        try:
-            return id(owner), tag, orjson.dumps(value)
-        except (TypeError, orjson.JSONEncodeError):
-            return None
+        encoded = json_key(value)
+        return None if encoded is None else (id(owner), tag, encoded)
 
     def is_clean(self, key: Key | None, *, owner: object = None) -> bool:
         return key is not None and self._clean.get(key, _ABSENT) is owner
