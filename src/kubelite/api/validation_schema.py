@@ -149,8 +149,87 @@ def kind_node(group: str, version: str, kind: str) -> _Node | None:
 
 def walk(node: _Node, obj: dict[str, Any]) -> SchemaFindings:
     found = SchemaFindings()
-    _walk(node, obj, "", "", found)
+    if not _clean_root(node, obj):
+        _walk(node, obj, "", "", found)
     return found
+
+
+def _clean_root(node: _Node, obj: Any) -> bool:
+    """_clean, remembering a clean spec: a Deployment's pods share one, and every
+    status write repeats the object's. The other parts are unique (metadata) or
+    small, and keying them would cost more than it saves."""
+    if node.code != _OBJ or type(obj) is not dict:
+        return _clean(node, obj)
+    props, extra = node.props, node.extra
+    for key, sub in obj.items():
+        child = props.get(key) or extra
+        if child is None:
+            return False
+        if sub is None:
+            continue
+        if key == "spec" and child.code == _OBJ:
+            memo = _CLEAN.key(sub, owner=child)
+            if _CLEAN.is_clean(memo, owner=child):
+                continue
+            if not _clean(child, sub):
+                return False
+            _CLEAN.add(memo, owner=child)
+        elif not _clean(child, sub):
+            return False
+    return all(obj.get(name) is not None for name in node.required)
+
+
+def _clean(node: _Node, value: Any) -> bool:
+    """Whether _walk would find nothing in `value`. Nearly every object is clean, and
+    answering that alone, without paths, findings or the memo of clean values, is a
+    third of the cost of a walk: the walk only runs to say what is wrong."""
+    code = node.code
+    vtype = type(value)
+    if code == _OBJ:
+        if vtype is not dict:
+            return False
+        props, extra = node.props, node.extra
+        for key, sub in value.items():
+            child = props.get(key) or extra
+            if child is None or (sub is not None and not _clean(child, sub)):
+                return False
+        return all(value.get(name) is not None for name in node.required)
+    if code == _STR:
+        return vtype is str and (node.enum is None or value in node.enum)
+    if code == _INT:
+        return vtype is int and node.bits[0] <= value <= node.bits[1]  # type: ignore[index]
+    if code == _ARR:
+        if vtype is not list:
+            return False
+        items = node.items
+        if items is None or items.code == _ANY:
+            return True
+        return all(_clean(items, item) if item is not None else not items.required
+                   for item in value)
+    if code == _MAP:
+        if vtype is not dict:
+            return False
+        extra = node.extra
+        if extra is None or extra.code == _ANY:
+            return True
+        return all(sub is None or _clean(extra, sub) for sub in value.values())
+    if code == _BOOL:
+        return vtype is bool
+    if code == _INTSTR:
+        return vtype is str or vtype is int
+    if code == _QTY:
+        return is_quantity(value)
+    if code == _NUM:
+        return vtype is int or vtype is float
+    if code == _TIME:
+        return _time_ok(value)
+    if code == _BYTES:
+        found = SchemaFindings()
+        _check_base64(node, value, "", "", found)
+        return not found.decode
+    if code == _ANYOBJ:
+        return vtype is dict
+    return True
 
 
 def _join(path: str, key: str) -> str:
@@ -257,17 +336,33 @@ def _walk_value(node: _Node, value: Any, path: str, owner: str, found: SchemaFin
         _decode_error(found, node, value, path, owner)
 
 
+# Timestamps of a burst of writes repeat (creation times, an Event's first and last).
+_GOOD_TIMES: set[str] = set()
+_GOOD_TIMES_LIMIT = 1024
+
+
+def _time_ok(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    if value in _GOOD_TIMES:
+        return True
+    if _RFC3339.fullmatch(value) is None:
+        return False
+    try:
+        datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if len(_GOOD_TIMES) >= _GOOD_TIMES_LIMIT:
+        _GOOD_TIMES.clear()
+    _GOOD_TIMES.add(value)
+    return True
+
+
 def _check_time(node: _Node, value: Any, path: str, owner: str, found: SchemaFindings) -> None:
     if not isinstance(value, str):
         _decode_error(found, node, value, path, owner)
         return
-    ok = _RFC3339.fullmatch(value) is not None
-    if ok:
-        try:
-            datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-        except ValueError:
-            ok = False
-    if not ok:
+    if not _time_ok(value):
         found.decode.append(
             Cause(
                 FIELD_TYPE_INVALID,
