@@ -430,3 +430,19 @@ async def test_a_server_url_with_a_path_keeps_it_before_every_request() -> None:
                         "&allowWatchBookmarks=true"]
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize("cuts", [[], [1], [5, 6, 7], list(range(1, 60))],
+                         ids=["whole", "first-byte", "mid-line", "byte-by-byte"])
+async def test_watch_lines_survive_any_chunking(cuts: list[int]) -> None:
+    from kubelite.client.api import _lines
+
+    data = b'{"a":1}\n\n{"b":2}\n  \n{"c":3}\n{"d":"no newline at the end"}'
+    bounds = [0, *cuts, len(data)]
+
+    async def chunks():
+        for lo, hi in zip(bounds, bounds[1:], strict=False):
+            if hi > lo:
+                yield data[lo:hi]
+    got = [line async for line in _lines(chunks())]
+    assert got == [b'{"a":1}', b'{"b":2}', b'{"c":3}', b'{"d":"no newline at the end"}']

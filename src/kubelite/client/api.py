@@ -522,15 +522,15 @@ def _error(code: int, headers: dict[str, str], body: bytes) -> ApiError:
 
 
 async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    buf = bytearray()
+    """The non-blank lines of a stream. A chunk is split once: cutting each line
+    off the front of a buffer moved the rest of it every time, quadratic in the
+    events a watch delivers in one read."""
+    rest = b""
     async for chunk in chunks:
-        start = len(buf)
-        buf.extend(chunk)
-        while (nl := buf.find(b"\n", start)) >= 0:
-            line = bytes(buf[:nl])
-            del buf[: nl + 1]
-            start = 0
+        lines = (rest + chunk if rest else chunk).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
             if line.strip():
                 yield line
-    if buf.strip():
-        yield bytes(buf)
+    if rest.strip():
+        yield rest
