@@ -93,7 +93,7 @@ def _walked_clean(node: Any, obj: Any) -> bool:
 def test_clean_agrees_with_the_walk_on_mutated_objects(kind) -> None:
     node = vs.kind_node(*kind)
     sample = SAMPLES[kind]
-    assert vs._clean_root(node, sample) and _walked_clean(node, sample)
+    assert vs._clean(node, sample, root=True) and _walked_clean(node, sample)
     rng = random.Random(kind[2])
     outcomes = set()
     for _ in range(1500):
@@ -102,6 +102,6 @@ def test_clean_agrees_with_the_walk_on_mutated_objects(kind) -> None:
             obj = _mutate(obj, rng)
         expected = _walked_clean(node, obj)
         assert vs._clean(node, obj) == expected, obj
-        assert vs._clean_root(node, obj) == expected, obj
+        assert vs._clean(node, obj, root=True) == expected, obj
         outcomes.add(expected)
     assert outcomes == {True, False}

@@ -149,40 +149,27 @@ def kind_node(group: str, version: str, kind: str) -> _Node | None:
 
 def walk(node: _Node, obj: dict[str, Any]) -> SchemaFindings:
     found = SchemaFindings()
-    if not _clean_root(node, obj):
+    if not _clean(node, obj, root=True):
         _walk(node, obj, "", "", found)
     return found
 
 
-def _clean_root(node: _Node, obj: Any) -> bool:
-    """_clean, remembering a clean spec: a Deployment's pods share one, and every
-    status write repeats the object's. The other parts are unique (metadata) or
-    small, and keying them would cost more than it saves."""
-    if node.code != _OBJ or type(obj) is not dict:
-        return _clean(node, obj)
-    props, extra = node.props, node.extra
-    for key, sub in obj.items():
-        child = props.get(key) or extra
-        if child is None:
-            return False
-        if sub is None:
-            continue
-        if key == "spec" and child.code == _OBJ:
-            memo = _CLEAN.key(sub, owner=child)
-            if _CLEAN.is_clean(memo, owner=child):
-                continue
-            if not _clean(child, sub):
-                return False
-            _CLEAN.add(memo, owner=child)
-        elif not _clean(child, sub):
-            return False
-    return all(obj.get(name) is not None for name in node.required)
+def _clean_spec(node: _Node, spec: Any) -> bool:
+    memo = _CLEAN.key(spec, owner=node)
+    if _CLEAN.is_clean(memo, owner=node):
+        return True
+    if not _clean(node, spec):
+        return False
+    _CLEAN.add(memo, owner=node)
+    return True
 
 
-def _clean(node: _Node, value: Any) -> bool:
+def _clean(node: _Node, value: Any, *, root: bool = False) -> bool:
     """Whether _walk would find nothing in `value`. Nearly every object is clean, and
-    answering that alone, without paths, findings or the memo of clean values, is a
-    third of the cost of a walk: the walk only runs to say what is wrong."""
+    answering that alone, without paths or findings, is a third of the cost of a
+    walk: the walk only runs to say what is wrong. A root's clean spec is remembered:
+    a Deployment's pods share one, and every status write repeats its object's; the
+    other parts are unique (metadata) or small, and keying them costs more."""
     code = node.code
     vtype = type(value)
     if code == _OBJ:
@@ -191,7 +178,14 @@ def _clean(node: _Node, value: Any) -> bool:
         props, extra = node.props, node.extra
         for key, sub in value.items():
             child = props.get(key) or extra
-            if child is None or (sub is not None and not _clean(child, sub)):
+            if child is None:
+                return False
+            if sub is None:
+                continue
+            if root and key == "spec" and child.code == _OBJ:
+                if not _clean_spec(child, sub):
+                    return False
+            elif not _clean(child, sub):
                 return False
         return all(value.get(name) is not None for name in node.required)
     if code == _STR:
