@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -193,6 +194,24 @@ async def test_bad_input_is_answered_and_the_server_goes_on(tmp_path):
         status, _, body = await conn.response()
         assert status == 200 and 1000 < len(orjson.loads(body)["body"]) < 50_000
         await conn.close()
+
+
+async def test_a_head_without_end_is_refused(tmp_path):
+    def send_endless_header(path: str) -> bytes:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            sock.connect(path)
+            sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Long: ")
+            with contextlib.suppress(ConnectionError):  # refused while still sending
+                for _ in range(64):
+                    sock.sendall(b"a" * 32768)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+            return answer
+    async with front(tmp_path) as (_, path):
+        answer = await asyncio.to_thread(send_endless_header, path)
+        assert answer.startswith(b"HTTP/1.1 431 ") and b"Connection: close" in answer
 
 
 async def test_idle_connections_are_closed_and_shutdown_closes_the_rest(tmp_path, monkeypatch):

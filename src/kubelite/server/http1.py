@@ -41,8 +41,12 @@ Handler = Callable[["Request"], Awaitable[web.StreamResponse]]
 # (method, path, query string, headers) -> whether the fast path answers it
 Unary = Callable[[str, str, str, CIMultiDictProxy[str]], bool]
 
-IDLE_TIMEOUT = 75.0  # aiohttp's keep-alive limit, which clients already expect
-_QUEUED_LIMIT = 8  # pipelined requests read ahead before reading pauses
+IDLE_TIMEOUT = 75.0
+# A request line and headers past this size are refused, as Go's net/http (and so
+# kube-apiserver) refuses them: httptools itself would buffer them without end.
+MAX_HEAD = 1 << 20  # aiohttp's keep-alive limit, which clients already expect
+_QUEUED_LIMIT = 8
+_LINGER = 1.0  # seconds a refused connection is read before it closes  # pipelined requests read ahead before reading pauses
 _NO_MATCH: MappingProxyType[str, str] = MappingProxyType({})
 _NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 
@@ -191,6 +195,8 @@ class Connection(asyncio.Protocol):
         # The bytes read since the current request began, while that is known.
         self._chunks: list[bytes] | None = None
         self._in_message = False
+        self._in_body = False
+        self._head_bytes = 0
         self._ended_in_read = False
         # What follows the answers in progress: a hand-over or a refusal.
         self._then: Callable[[], None] | None = None
@@ -235,6 +241,11 @@ class Connection(asyncio.Protocol):
         self._ended_in_read = False
         try:
             self._parser.feed_data(data)
+            if self._in_message and not self._in_body:
+                self._head_bytes += len(data)
+                if self._head_bytes > MAX_HEAD:
+                    self._refuse(431, "Request Header Fields Too Large",
+                                 "the request line and headers are too large")
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, _HandOver):
                 self._hand_over()
@@ -265,6 +276,8 @@ class Connection(asyncio.Protocol):
                               value.decode("utf-8", "surrogateescape")))
 
     def on_headers_complete(self) -> None:
+        self._in_body = True
+        self._head_bytes = 0
         target = self._url.decode("utf-8", "surrogateescape")
         raw_path, _, query = target.partition("?")
         path = unquote(raw_path) if "%" in raw_path else raw_path
@@ -289,6 +302,7 @@ class Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._in_message = False
+        self._in_body = False
         self._ended_in_read = True
         if self._stopped:
             return
@@ -358,9 +372,15 @@ class Connection(asyncio.Protocol):
         answer = _plain(status, reason, text)
 
         def close() -> None:
-            assert self.transport is not None
-            self.transport.write(answer)
-            self.transport.close()
+            transport = self.transport
+            assert transport is not None
+            transport.write(answer)
+            # A close with the client's bytes unread resets the connection, and the
+            # client may lose the answer: read (and drop) them for a moment first.
+            if transport.can_write_eof():
+                transport.write_eof()
+            transport.resume_reading()
+            self._loop.call_later(_LINGER, transport.close)
         self._stop(close)
 
     @property
