@@ -21,13 +21,22 @@ from kubelite.server.http1 import HttpServer
 from kubelite.store.sqlite import SqliteStore
 from tests.ports import free_port
 
+STARTED: list[str] = []
 CANCELLED: list[str] = []
+
+
+async def until(condition, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
 
 
 async def _unary(request) -> web.StreamResponse:
     if request.path == "/fail":
         raise RuntimeError("a bug in a handler")
     if request.path.startswith("/slow"):
+        STARTED.append(request.path)
         try:
             await asyncio.sleep(0.3)
         except asyncio.CancelledError:
@@ -222,11 +231,11 @@ async def test_idle_connections_are_closed_and_shutdown_closes_the_rest(tmp_path
         await idle.response()
         assert await idle.closed()
         busy = await Raw.open(path)
-        busy.send(request("GET", "/slow"))
-        await asyncio.sleep(0.05)
+        busy.send(request("GET", "/slow-busy"))
+        await until(lambda: "/slow-busy" in STARTED)
         assert len(server.connections) == 1
         waiting = await Raw.open(path)
-        await asyncio.sleep(0.05)
+        await until(lambda: len(server.connections) == 2)
         await server.close(1.0)
         # The request in progress is answered before its connection closes.
         assert (await busy.response())[0] == 200
@@ -240,10 +249,9 @@ async def test_a_client_gone_cancels_its_request(tmp_path):
     async with front(tmp_path) as (server, path):
         conn = await Raw.open(path)
         conn.send(request("GET", "/slow-gone"))
-        await asyncio.sleep(0.05)
+        await until(lambda: "/slow-gone" in STARTED)
         await conn.close()
-        await asyncio.sleep(0.1)
-        assert CANCELLED == ["/slow-gone"]
+        await until(lambda: CANCELLED == ["/slow-gone"])
         assert not server.connections
 
 
