@@ -274,44 +274,38 @@ def _pod_spec_fields(spec: Obj) -> None:
 
 def qos_class(spec: Obj) -> str:
     """The pod's QoS class (Guaranteed, Burstable or BestEffort), as kubelet and the API compute it."""
-    containers = _items(spec, "containers") + _items(spec, "initContainers")
-    positive = False
-    guaranteed = True
-    for c in containers:
+    requests: list[dict[str, Any]] = []
+    limits: list[dict[str, Any]] = []
+    for c in _items(spec, "containers") + _items(spec, "initContainers"):
         resources = _d(c, "resources") or {}
-        for kind in ("requests", "limits"):
-            found = _positive(_d(resources, kind))
-            positive = positive or bool(found)
-            if kind == "limits" and found != {"cpu", "memory"}:
-                guaranteed = False
-    if not positive:
+        requests.append(_positive(_d(resources, "requests")))
+        limits.append(_positive(_d(resources, "limits")))
+    if not any(requests) and not any(limits):
         return "BestEffort"
-    if not guaranteed:
+    if any(found.keys() != {"cpu", "memory"} for found in limits):
         return "Burstable"
-    # Only a pod that may be Guaranteed needs its totals, which cost the most.
-    requests: dict[str, Any] = {}
-    limits: dict[str, Any] = {}
-    for c in containers:
-        resources = _d(c, "resources") or {}
-        for kind, totals in (("requests", requests), ("limits", limits)):
-            for name, raw in (_d(resources, kind) or {}).items():
-                q = parse_quantity(raw)
-                if name in ("cpu", "memory") and q is not None and q > 0:
-                    totals[name] = totals.get(name, 0) + q
-    if all(limits.get(k) == v for k, v in requests.items()) and len(requests) == len(limits):
-        return "Guaranteed"
-    return "Burstable"
+    # Only a pod that may be Guaranteed needs its totals: adding exact fractions
+    # is what costs.
+    return "Guaranteed" if _total(requests) == _total(limits) else "Burstable"
 
 
-def _positive(quantities: Obj | None) -> set[str]:
-    """Which of cpu and memory `quantities` sets above zero."""
-    found = set()
+def _positive(quantities: Obj | None) -> dict[str, Any]:
+    """The cpu and memory quantities `quantities` sets above zero."""
+    found: dict[str, Any] = {}
     for name, raw in (quantities or {}).items():
         if name in ("cpu", "memory"):
             q = parse_quantity(raw)
             if q is not None and q > 0:
-                found.add(name)
+                found[name] = q
     return found
+
+
+def _total(per_container: list[dict[str, Any]]) -> dict[str, Any]:
+    totals: dict[str, Any] = {}
+    for found in per_container:
+        for name, q in found.items():
+            totals[name] = totals.get(name, 0) + q
+    return totals
 
 
 # ---------------------------------------------------------------- workloads
