@@ -155,20 +155,97 @@ async def test_readers_never_see_an_uncommitted_write(
         assert [e.key for e in await pending_event] == ["/a"]
 
 
-async def test_a_failed_commit_fails_its_batch_only(
+class GatedCommits:
+    """Database.commit that holds each batch until the test lets it go, and fails
+    the batches the test marks."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.batches: list[list[str]] = []
+        self.entered = threading.Semaphore(0)
+        self.release = threading.Semaphore(0)
+        self.failing: set[int] = set()
+        original = Database.commit
+
+        def commit(db: Database, rows: list) -> None:
+            self.batches.append([row[1] for row in rows])
+            self.entered.release()
+            assert self.release.acquire(timeout=5)
+            if len(self.batches) in self.failing:
+                raise sqlite3.OperationalError("disk I/O error")
+            original(db, rows)
+
+        monkeypatch.setattr(Database, "commit", commit)
+
+    def wait_entered(self) -> bool:
+        """Called on the loop itself: blocks it, as a busy event loop would."""
+        return self.entered.acquire(timeout=5)
+
+
+async def test_a_failed_commit_fails_its_batch_and_the_writes_staged_after_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(self: Database, rows: list) -> None:
-        raise sqlite3.OperationalError("disk I/O error")
-
     async with SqliteStore(tmp_path / "store.db", compact_interval=0) as store:
         await store.create("/a", b"v")
-        with monkeypatch.context() as patch:
-            patch.setattr(Database, "commit", broken)
+        gate = GatedCommits(monkeypatch)
+        gate.failing.add(1)
+        first = asyncio.create_task(store.update("/a", b"lost"))
+        await asyncio.sleep(0)
+        assert await asyncio.to_thread(gate.wait_entered)
+        # checked against the failing write, so it cannot outlive it
+        after = asyncio.create_task(store.update("/a", b"lost too", expected_revision=2))
+        await asyncio.sleep(0)
+        gate.release.release()
+        for write in (first, after):
             with pytest.raises(StoreError, match="disk I/O error"):
-                await store.update("/a", b"lost")
+                await write
+        assert gate.batches == [["/a"]]  # the second was never committed
+        monkeypatch.undo()
         assert (await store.get("/a")).value == b"v"  # type: ignore[union-attr]
+        assert store.revision == 1
         assert (await store.update("/a", b"w")).mod_revision == 2
+    async with SqliteStore(tmp_path / "store.db", compact_interval=0) as reopened:
+        assert (await reopened.get("/a")).value == b"w"  # type: ignore[union-attr]
+
+
+async def test_commits_go_on_while_the_event_loop_is_busy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with SqliteStore(tmp_path / "store.db", compact_interval=0) as store:
+        gate = GatedCommits(monkeypatch)
+        first = asyncio.create_task(store.create("/first", b"v"))
+        await asyncio.sleep(0)
+        assert gate.wait_entered()
+        second = asyncio.create_task(store.create("/second", b"v"))
+        await asyncio.sleep(0)  # staged; from here on the loop does not come back
+        gate.release.release()
+        # The next commit begins with the loop still blocked: it does not wait for
+        # the loop to learn that the one before it returned.
+        assert gate.wait_entered()
+        assert gate.batches == [["/first"], ["/second"]]
+        gate.release.release()
+        assert (await first).mod_revision == 1
+        assert (await second).mod_revision == 2
+
+
+async def test_a_key_created_and_deleted_in_one_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with SqliteStore(tmp_path / "store.db", compact_interval=0) as store:
+        watch = store.watch("/", since_revision=0)
+        gate = GatedCommits(monkeypatch)
+        held = asyncio.create_task(store.create("/held", b"v"))
+        await asyncio.sleep(0)
+        assert await asyncio.to_thread(gate.wait_entered)
+        created = asyncio.create_task(store.create("/x", b"v"))
+        deleted = asyncio.create_task(store.delete("/x"))
+        await asyncio.sleep(0)
+        for _ in range(2):
+            gate.release.release()
+        await asyncio.gather(held, created, deleted)
+        assert gate.batches == [["/held"], ["/x", "/x"]]
+        assert await store.get("/x") is None
+        assert [(e.type, e.key) for e in await take(watch, 3)] == [
+            ("ADDED", "/held"), ("ADDED", "/x"), ("DELETED", "/x")]
 
 
 async def test_close_flushes_queued_writes(tmp_path: Path) -> None:

@@ -6,29 +6,41 @@ it. The current state lives in memory as bytes, so gets, lists and watches at th
 newest revision never touch SQLite; older lists and watch backlogs older than the
 in-memory event window read SQLite from a reader thread.
 
-Writes go through one writer task doing group commit: while one transaction commits
-(WAL, synchronous=FULL, in the writer thread) new writes queue; the next batch
-takes all of them. Preconditions are checked in the writer, in queue order, against
-the committed state plus the batch's own earlier writes; the in-memory state, the
-revision and the watchers see a batch only after its commit returned, and each
-caller is answered only then. A batch holds at most `_MAX_BATCH` writes.
+Writes are group-committed by a committer thread that loops on its own: a write is
+checked against the committed state plus every write staged before it, gets the
+next revision and joins the open batch at once, on the event loop; the committer
+takes the whole open batch as soon as its previous commit is done, though not sooner
+than `_COMMIT_INTERVAL` after that one began, and commits it as one INSERT statement
+(WAL, synchronous=FULL). Commits thus follow each other without waiting for a busy
+event loop to come back to the store, which capped writes at one batch per loop
+round trip (measured: 60 writes per 19 ms cycle, 6 ms of it the commit itself). The in-memory state, the revision and the watchers see a batch
+only once the loop learns that its commit returned, in commit order, and each caller
+is answered only then. A batch holds at most `_MAX_BATCH` writes.
+
+A failed commit fails its batch and every write staged after it, since those were
+checked against its writes; the revision then continues from the last commit.
 
 Compaction deletes superseded rows and tombstones at or below the compaction point,
-in slices of `_COMPACT_SLICE` revisions so that commits interleave. The file does not
-shrink: freed pages go to SQLite's freelist and are reused by later writes, which
-bounds the file by the peak of retained history (no VACUUM, no auto_vacuum).
+in slices of `_COMPACT_SLICE` revisions, each a job of the committer thread between
+two commits. The file does not shrink: freed pages go to SQLite's freelist and are
+reused by later writes, which bounds the file by the peak of retained history (no
+VACUUM, no auto_vacuum).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Literal
 
 from sortedcontainers import SortedDict
@@ -46,13 +58,12 @@ from kubelite.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
-_Op = Literal["create", "update", "delete"]
-# A queued write: operation, key, new value, expected revision, the caller's future.
-_Request = tuple[_Op, str, bytes, int | None, "asyncio.Future[KV]"]
-
 _COMPACT_SLICE = 5_000
 # Bounds commit latency and how many events one publish puts in a watcher's buffer.
 _MAX_BATCH = 1_000
+# The least time from one commit's start to the next one's: what a write may wait,
+# only under load, so that the commits of a busy store are fewer and fuller.
+_COMMIT_INTERVAL = 0.001
 _BACKLOG_CHUNK = 1_000
 
 
@@ -175,8 +186,12 @@ class Database:
         return Loaded(revision=revision, compacted=compacted, state=state, window=events)
 
     def commit(self, rows: list[Row]) -> None:
-        with self._transaction() as conn:
-            conn.executemany("INSERT INTO revs VALUES (?, ?, ?, ?, ?)", rows)
+        # One statement is one transaction and gives the GIL up once: executemany
+        # steps once per row, and each step has to win the GIL back from the event loop.
+        self._conn.execute(
+            "INSERT INTO revs VALUES " + ",".join(("(?, ?, ?, ?, ?)",) * len(rows)),
+            [value for row in rows for value in row],
+        )
 
     def compact(self, lo: int, hi: int) -> None:
         with self._transaction() as conn:
@@ -233,6 +248,17 @@ class Database:
 # --- the store
 
 
+@dataclass(slots=True)
+class _Batch:
+    """Writes staged for one commit, with what each becomes once it is committed."""
+
+    rows: list[Row] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    answers: list[tuple[asyncio.Future[KV], KV]] = field(default_factory=list)
+    # key -> (revision, new KV or None for a delete) of the batch's last write to it
+    staged: dict[str, tuple[int, KV | None]] = field(default_factory=dict)
+
+
 class SqliteStore:
     """`Store` on SQLite. `window` events are kept in memory for watches; a watcher
     more than `watch_buffer` events behind is terminated with `WatchTooSlow`."""
@@ -256,9 +282,18 @@ class SqliteStore:
         self._compacted = 0
         self._window = EventWindow(size=window, end=0, events=[])
         self._fanout = Fanout()
-        self._queue: list[_Request] = []
-        self._wakeup: asyncio.Future[None] | None = None
-        self._writer_task: asyncio.Task[None] | None = None
+        # Writes staged on the loop and not yet taken by the committer (the last batch
+        # is the open one); and for every key a batch not yet applied writes, the newest
+        # (revision, KV or None for a delete) staged for it.
+        self._open: deque[_Batch] = deque()
+        self._staged: dict[str, tuple[int, KV | None]] = {}
+        self._next_rev = 0  # the last revision handed to a staged write
+        self._jobs: deque[tuple[Callable[[], object], Future[object]]] = deque()
+        # Guards _open, _jobs, _halted and _stopping, shared with the committer thread.
+        self._work = threading.Condition(threading.Lock())
+        self._halted = False  # a commit failed and the loop has not yet failed what followed
+        self._stopping = False
+        self._committer: asyncio.Future[None] | None = None
         self._compactor_task: asyncio.Task[None] | None = None
         self._compact_lock = asyncio.Lock()
         # One thread per connection: SQLite connections stay in the thread that made them.
@@ -303,8 +338,11 @@ class SqliteStore:
         self._compacted = loaded.compacted
         self._state = SortedDict((kv.key, kv) for kv in loaded.state)
         self._window = EventWindow(size=self._window_size, end=self._rev, events=loaded.window)
+        self._next_rev = self._rev
         self._phase = "open"
-        self._writer_task = asyncio.create_task(self._writer(), name="sqlite-store-writer")
+        self._committer = loop.run_in_executor(
+            self._write_thread, self._commit_loop, self._writer_db, loop
+        )
         if self._compact_interval > 0:
             self._compactor_task = asyncio.create_task(
                 self._compactor(), name="sqlite-store-compactor"
@@ -317,9 +355,12 @@ class SqliteStore:
         self._phase = "closing"
         if self._compactor_task is not None:
             await cancelled(self._compactor_task)
-        self._wake_writer()
-        if self._writer_task is not None:
-            await self._writer_task
+        with self._work:
+            self._stopping = True
+            self._work.notify()
+        if self._committer is not None:
+            # Its last answers were handed to the loop before it returned: they ran first.
+            await self._committer
         self._fanout.close_all()
         await self._release()
         self._phase = "closed"
@@ -413,95 +454,129 @@ class SqliteStore:
     async def delete(self, key: str, *, expected_revision: int | None = None) -> KV:
         return await self._submit("delete", key, b"", expected_revision)
 
-    async def _submit(self, op: _Op, key: str, value: bytes, expected: int | None) -> KV:
+    async def _submit(self, op: str, key: str, value: bytes, expected: int | None) -> KV:
+        """Checks the write against the committed state and every write staged before
+        it, and stages it in the open batch; returns once it is committed."""
         self._check_open()
+        staged = self._staged.get(key)
+        current = staged[1] if staged is not None else self._state.get(key)
+        if op == "create":
+            if current is not None:
+                raise KeyExists(key)
+        elif current is None:
+            raise KeyNotFound(key)
+        elif expected is not None and expected != current.mod_revision:
+            raise RevisionMismatch(key, expected, current.mod_revision)
+        self._next_rev = rev = self._next_rev + 1
+        after: KV | None
+        if op == "delete":
+            assert current is not None
+            kv = KV(key, current.value, current.create_revision, rev)
+            event = Event("DELETED", key, kv.value, rev, kv.value)
+            after = None
+        else:
+            # An update has a current value and keeps its create revision; a create has neither.
+            kv = after = KV(key, value, current.create_revision if current else rev, rev)
+            event = Event("MODIFIED" if current else "ADDED", key, value, rev,
+                          current.value if current else None)
         future: asyncio.Future[KV] = asyncio.get_running_loop().create_future()
-        self._queue.append((op, key, value, expected, future))
-        self._wake_writer()
+        self._staged[key] = (rev, after)
+        with self._work:
+            if not self._open or len(self._open[-1].rows) >= _MAX_BATCH:
+                self._open.append(_Batch())
+            batch = self._open[-1]
+            batch.rows.append((rev, key, kv.create_revision, kv.value, after is None))
+            batch.events.append(event)
+            batch.answers.append((future, kv))
+            batch.staged[key] = (rev, after)
+            self._work.notify()
         return await future
 
-    def _wake_writer(self) -> None:
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
-
-    async def _writer(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _commit_loop(self, db: Database, loop: asyncio.AbstractEventLoop) -> None:
+        """The committer thread: commits batches in order, runs jobs between them, and
+        hands each outcome to the loop; returns once stopping with nothing left."""
+        work = self._work
+        last_commit = 0.0
         while True:
-            if not self._queue:
-                if self._phase != "open":
-                    return
-                self._wakeup = loop.create_future()
-                await self._wakeup
-                self._wakeup = None
-                continue
-            batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
-            try:
-                await self._commit_batch(batch)
-            except Exception as exc:
-                log.exception("store commit failed")
-                error = StoreError(f"commit failed: {exc}")
-                for *_, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-
-    async def _commit_batch(self, batch: list[_Request]) -> None:
-        """Check, commit, then publish one batch; answers every caller in it."""
-        state = self._state
-        # This batch's own writes, so that later requests see earlier ones (None: deleted).
-        staged: dict[str, KV | None] = {}
-        rows: list[Row] = []
-        events: list[Event] = []
-        answers: list[tuple[asyncio.Future[KV], KV | BaseException]] = []
-        rev = self._rev
-        for op, key, value, expected, future in batch:
-            if future.done():
-                continue  # the caller gave up before its write was taken
-            current = staged[key] if key in staged else state.get(key)
-            error: BaseException | None = None
-            if op == "create":
-                if current is not None:
-                    error = KeyExists(key)
-            elif current is None:
-                error = KeyNotFound(key)
-            elif expected is not None and expected != current.mod_revision:
-                error = RevisionMismatch(key, expected, current.mod_revision)
-            if error is not None:
-                answers.append((future, error))
-                continue
-            rev += 1
-            if op == "delete":
-                assert current is not None
-                kv = KV(key, current.value, current.create_revision, rev)
-                staged[key] = None
-                events.append(Event("DELETED", key, kv.value, rev, kv.value))
-            else:
-                # An update has a current value and keeps its create revision; a create has neither.
-                prev = current.value if current else None
-                kv = KV(key, value, current.create_revision if current else rev, rev)
-                staged[key] = kv
-                events.append(Event("MODIFIED" if current else "ADDED", key, value, rev, prev))
-            rows.append((rev, key, kv.create_revision, kv.value, op == "delete"))
-            answers.append((future, kv))
-        if rows:
-            assert self._writer_db is not None
-            await asyncio.get_running_loop().run_in_executor(
-                self._write_thread, self._writer_db.commit, rows
-            )
-            for key, kv in staged.items():
-                if kv is None:
-                    del state[key]
+            # Under load, writes gather for a moment after each commit: a commit costs
+            # about 100 µs of CPU and an fsync whether it holds one write or a hundred.
+            rest = last_commit + _COMMIT_INTERVAL - time.monotonic()
+            if rest > 0:
+                time.sleep(rest)
+            batch: _Batch | None = None
+            with work:
+                while not (self._jobs or (self._open and not self._halted) or self._stopping):
+                    work.wait()
+                if self._jobs:
+                    job, done = self._jobs.popleft()
+                elif self._open and not self._halted:
+                    batch = self._open.popleft()
+                    last_commit = time.monotonic()
                 else:
-                    state[key] = kv
-            self._rev = rev
-            self._window.append(events)
-            self._fanout.publish(events)
-        for future, answer in answers:
-            if future.done():
+                    return
+            if batch is None:
+                if done.set_running_or_notify_cancel():
+                    try:
+                        done.set_result(job())
+                    except BaseException as exc:
+                        done.set_exception(exc)
                 continue
-            if isinstance(answer, BaseException):
-                future.set_exception(answer)
+            error: Exception | None = None
+            try:
+                db.commit(batch.rows)
+            except Exception as exc:
+                error = exc
+                with work:
+                    self._halted = True
+            loop.call_soon_threadsafe(self._committed, batch, error)
+
+    def _committed(self, batch: _Batch, error: Exception | None) -> None:
+        """On the loop, in commit order: make a committed batch visible and answer it."""
+        if error is not None:
+            self._fail(batch, error)
+            return
+        state, staged = self._state, self._staged
+        for key, (rev, kv) in batch.staged.items():
+            if kv is None:
+                state.pop(key, None)  # None too when the batch created it first
             else:
-                future.set_result(answer)
+                state[key] = kv
+            if staged[key][0] == rev:
+                del staged[key]
+        self._rev = batch.rows[-1][0]
+        self._window.append(batch.events)
+        self._fanout.publish(batch.events)
+        for future, kv in batch.answers:
+            if not future.done():
+                future.set_result(kv)
+
+    def _fail(self, batch: _Batch, error: Exception) -> None:
+        """Fails a batch whose commit failed and every write staged after it: those
+        were checked against its writes. Batches committed before it were applied
+        already, since their outcomes reached the loop first."""
+        log.error("store commit failed", exc_info=error)
+        with self._work:
+            doomed = [batch, *self._open]
+            self._open.clear()
+            self._halted = False
+            self._work.notify()
+        self._staged.clear()
+        self._next_rev = self._rev
+        failure = StoreError(f"commit failed: {error}")
+        for each in doomed:
+            for future, _ in each.answers:
+                if not future.done():
+                    future.set_exception(failure)
+
+    def _job(self, fn: Callable[..., object], *args: object) -> asyncio.Future[object]:
+        """Runs fn(*args) on the committer thread, between two commits."""
+        done: Future[object] = Future()
+        with self._work:
+            if self._stopping:
+                raise StoreError("store is closing")
+            self._jobs.append((functools.partial(fn, *args), done))
+            self._work.notify()
+        return asyncio.wrap_future(done)
 
     # watch
 
@@ -548,16 +623,13 @@ class SqliteStore:
         self._check_open()
         async with self._compact_lock:
             target = min(revision, self._rev)
-            loop = asyncio.get_running_loop()
             while self._compacted < target:
                 lower = self._compacted
                 upper = min(lower + _COMPACT_SLICE, target)
                 # Raised before the rows go, so that readers racing the delete notice.
                 self._compacted = upper
                 assert self._writer_db is not None
-                await loop.run_in_executor(
-                    self._write_thread, self._writer_db.compact, lower, upper
-                )
+                await self._job(self._writer_db.compact, lower, upper)
 
     async def _compactor(self) -> None:
         while True:
