@@ -9,9 +9,9 @@ in-memory event window read SQLite from a reader thread.
 Writes are group-committed by a committer thread that loops on its own: a write is
 checked against the committed state plus every write staged before it, gets the
 next revision and joins the open batch at once, on the event loop; the committer
-takes the whole open batch as soon as its previous commit is done, though not sooner
-than `_COMMIT_INTERVAL` after that one began, and commits it as one INSERT statement
-(WAL, synchronous=FULL). Commits thus follow each other without waiting for a busy
+takes the whole open batch as soon as its previous commit is done and commits it as
+one INSERT statement (WAL, synchronous=FULL): the busier the store, the fuller the
+batches. Commits thus follow each other without waiting for a busy
 event loop to come back to the store, which capped writes at one batch per loop
 round trip (measured: 60 writes per 19 ms cycle, 6 ms of it the commit itself). The in-memory state, the revision and the watchers see a batch
 only once the loop learns that its commit returned, in commit order, and each caller
@@ -36,7 +36,6 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,9 +60,6 @@ log = logging.getLogger(__name__)
 _COMPACT_SLICE = 5_000
 # Bounds commit latency and how many events one publish puts in a watcher's buffer.
 _MAX_BATCH = 1_000
-# The least time from one commit's start to the next one's: what a write may wait,
-# only under load, so that the commits of a busy store are fewer and fuller.
-_COMMIT_INTERVAL = 0.001
 _BACKLOG_CHUNK = 1_000
 
 
@@ -289,8 +285,10 @@ class SqliteStore:
         self._staged: dict[str, tuple[int, KV | None]] = {}
         self._next_rev = 0  # the last revision handed to a staged write
         self._jobs: deque[tuple[Callable[[], object], Future[object]]] = deque()
-        # Guards _open, _jobs, _halted and _stopping, shared with the committer thread.
-        self._work = threading.Condition(threading.Lock())
+        # Guards _open, _jobs, _idle, _halted and _stopping, shared with the committer.
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._idle = False  # the committer waits for work
         self._halted = False  # a commit failed and the loop has not yet failed what followed
         self._stopping = False
         self._committer: asyncio.Future[None] | None = None
@@ -481,7 +479,7 @@ class SqliteStore:
                           current.value if current else None)
         future: asyncio.Future[KV] = asyncio.get_running_loop().create_future()
         self._staged[key] = (rev, after)
-        with self._work:
+        with self._lock:
             if not self._open or len(self._open[-1].rows) >= _MAX_BATCH:
                 self._open.append(_Batch())
             batch = self._open[-1]
@@ -489,29 +487,25 @@ class SqliteStore:
             batch.events.append(event)
             batch.answers.append((future, kv))
             batch.staged[key] = (rev, after)
-            self._work.notify()
+            if self._idle:
+                self._work.notify()
         return await future
 
     def _commit_loop(self, db: Database, loop: asyncio.AbstractEventLoop) -> None:
         """The committer thread: commits batches in order, runs jobs between them, and
         hands each outcome to the loop; returns once stopping with nothing left."""
         work = self._work
-        last_commit = 0.0
         while True:
-            # Under load, writes gather for a moment after each commit: a commit costs
-            # about 100 µs of CPU and an fsync whether it holds one write or a hundred.
-            rest = last_commit + _COMMIT_INTERVAL - time.monotonic()
-            if rest > 0:
-                time.sleep(rest)
             batch: _Batch | None = None
             with work:
                 while not (self._jobs or (self._open and not self._halted) or self._stopping):
+                    self._idle = True
                     work.wait()
+                    self._idle = False
                 if self._jobs:
                     job, done = self._jobs.popleft()
                 elif self._open and not self._halted:
                     batch = self._open.popleft()
-                    last_commit = time.monotonic()
                 else:
                     return
             if batch is None:
