@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kubelite.store.base import Event
-from kubelite.store.errors import Compacted, StoreError
+from kubelite.store.errors import Compacted, RevisionMismatch, StoreError
 from kubelite.store.sqlite import Database, SqliteStore
 from kubelite.store.watchers import WatchTooSlow
 
@@ -205,6 +205,30 @@ async def test_a_failed_commit_fails_its_batch_and_the_writes_staged_after_it(
         assert (await store.update("/a", b"w")).mod_revision == 2
     async with SqliteStore(tmp_path / "store.db", compact_interval=0) as reopened:
         assert (await reopened.get("/a")).value == b"w"  # type: ignore[union-attr]
+
+
+async def test_a_check_lost_to_a_staged_write_is_answered_once_that_write_is_visible(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with SqliteStore(tmp_path / "store.db", compact_interval=0) as store:
+        await store.create("/a", b"v")
+        gate = GatedCommits(monkeypatch)
+        winner = asyncio.create_task(store.update("/a", b"winner", expected_revision=1))
+        await asyncio.sleep(0)
+        assert await asyncio.to_thread(gate.wait_entered)
+        # Read-modify-write retries (guaranteed updates) read again after a conflict:
+        # answered at once, they would read the old value again and spin.
+        loser = asyncio.create_task(store.update("/a", b"loser", expected_revision=1))
+        await asyncio.sleep(0.05)
+        assert not loser.done()
+        gate.release.release()
+        with pytest.raises(RevisionMismatch):
+            await loser
+        assert (await store.get("/a")).value == b"winner"  # type: ignore[union-attr]
+        assert (await winner).mod_revision == 2
+        # against the committed state, the answer comes at once
+        with pytest.raises(RevisionMismatch):
+            await store.update("/a", b"late", expected_revision=1)
 
 
 async def test_commits_go_on_while_the_event_loop_is_busy(

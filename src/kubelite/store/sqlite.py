@@ -17,8 +17,10 @@ round trip (measured: 60 writes per 19 ms cycle, 6 ms of it the commit itself). 
 only once the loop learns that its commit returned, in commit order, and each caller
 is answered only then. A batch holds at most `_MAX_BATCH` writes.
 
-A failed commit fails its batch and every write staged after it, since those were
-checked against its writes; the revision then continues from the last commit.
+A check that fails against a staged write is answered with the open batch, once that
+write is visible: the caller's next read shows what it lost to. A failed commit fails
+its batch and every write staged after it, since those were checked against its
+writes; the revision then continues from the last commit.
 
 Compaction deletes superseded rows and tombstones at or below the compaction point,
 in slices of `_COMPACT_SLICE` revisions, each a job of the committer thread between
@@ -250,7 +252,8 @@ class _Batch:
 
     rows: list[Row] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
-    answers: list[tuple[asyncio.Future[KV], KV]] = field(default_factory=list)
+    # each caller's answer: its write, or the error of a check against a staged write
+    answers: list[tuple[asyncio.Future[KV], KV | StoreError]] = field(default_factory=list)
     # key -> (revision, new KV or None for a delete) of the batch's last write to it
     staged: dict[str, tuple[int, KV | None]] = field(default_factory=dict)
 
@@ -458,13 +461,24 @@ class SqliteStore:
         self._check_open()
         staged = self._staged.get(key)
         current = staged[1] if staged is not None else self._state.get(key)
+        error: StoreError | None = None
         if op == "create":
             if current is not None:
-                raise KeyExists(key)
+                error = KeyExists(key)
         elif current is None:
-            raise KeyNotFound(key)
+            error = KeyNotFound(key)
         elif expected is not None and expected != current.mod_revision:
-            raise RevisionMismatch(key, expected, current.mod_revision)
+            error = RevisionMismatch(key, expected, current.mod_revision)
+        future: asyncio.Future[KV] = asyncio.get_running_loop().create_future()
+        if error is not None:
+            if staged is None:
+                raise error
+            # Failed against a write not yet committed: answered once that write is
+            # visible, so that a caller who reads again and retries sees what it lost
+            # to, rather than retrying against the same old state at once.
+            with self._lock:
+                self._open_batch().answers.append((future, error))
+            return await future
         self._next_rev = rev = self._next_rev + 1
         after: KV | None
         if op == "delete":
@@ -477,12 +491,9 @@ class SqliteStore:
             kv = after = KV(key, value, current.create_revision if current else rev, rev)
             event = Event("MODIFIED" if current else "ADDED", key, value, rev,
                           current.value if current else None)
-        future: asyncio.Future[KV] = asyncio.get_running_loop().create_future()
         self._staged[key] = (rev, after)
         with self._lock:
-            if not self._open or len(self._open[-1].rows) >= _MAX_BATCH:
-                self._open.append(_Batch())
-            batch = self._open[-1]
+            batch = self._open_batch()
             batch.rows.append((rev, key, kv.create_revision, kv.value, after is None))
             batch.events.append(event)
             batch.answers.append((future, kv))
@@ -490,6 +501,12 @@ class SqliteStore:
             if self._idle:
                 self._work.notify()
         return await future
+
+    def _open_batch(self) -> _Batch:
+        """The batch new writes join; the caller holds the lock."""
+        if not self._open or len(self._open[-1].rows) >= _MAX_BATCH:
+            self._open.append(_Batch())
+        return self._open[-1]
 
     def _commit_loop(self, db: Database, loop: asyncio.AbstractEventLoop) -> None:
         """The committer thread: commits batches in order, runs jobs between them, and
@@ -517,7 +534,8 @@ class SqliteStore:
                 continue
             error: Exception | None = None
             try:
-                db.commit(batch.rows)
+                if batch.rows:  # not when it only answers failed checks
+                    db.commit(batch.rows)
             except Exception as exc:
                 error = exc
                 with work:
@@ -537,12 +555,17 @@ class SqliteStore:
                 state[key] = kv
             if staged[key][0] == rev:
                 del staged[key]
-        self._rev = batch.rows[-1][0]
-        self._window.append(batch.events)
-        self._fanout.publish(batch.events)
-        for future, kv in batch.answers:
-            if not future.done():
-                future.set_result(kv)
+        if batch.rows:
+            self._rev = batch.rows[-1][0]
+            self._window.append(batch.events)
+            self._fanout.publish(batch.events)
+        for future, answer in batch.answers:
+            if future.done():
+                continue
+            if isinstance(answer, StoreError):
+                future.set_exception(answer)
+            else:
+                future.set_result(answer)
 
     def _fail(self, batch: _Batch, error: Exception) -> None:
         """Fails a batch whose commit failed and every write staged after it: those
