@@ -155,6 +155,13 @@ async def test_readers_never_see_an_uncommitted_write(
         assert [e.key for e in await pending_event] == ["/a"]
 
 
+async def sealed() -> None:
+    """Lets writes just begun be staged, in one loop iteration, and their batch be
+    sealed for the committer, in the next."""
+    for _ in range(2):
+        await asyncio.sleep(0)
+
+
 class GatedCommits:
     """Database.commit that holds each batch until the test lets it go, and fails
     the batches the test marks."""
@@ -231,16 +238,33 @@ async def test_a_check_lost_to_a_staged_write_is_answered_once_that_write_is_vis
             await store.update("/a", b"late", expected_revision=1)
 
 
+async def test_the_writes_of_one_loop_iteration_commit_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes: list[int] = []
+    original = Database.commit
+
+    def commit(db: Database, rows: list) -> None:
+        sizes.append(len(rows))
+        original(db, rows)
+
+    async with SqliteStore(tmp_path / "store.db", compact_interval=0) as store:
+        monkeypatch.setattr(Database, "commit", commit)
+        written = await asyncio.gather(*(store.create(f"/k/{i}", b"v") for i in range(50)))
+        assert sizes == [50]
+        assert sorted(kv.mod_revision for kv in written) == list(range(1, 51))
+
+
 async def test_commits_go_on_while_the_event_loop_is_busy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with SqliteStore(tmp_path / "store.db", compact_interval=0) as store:
         gate = GatedCommits(monkeypatch)
         first = asyncio.create_task(store.create("/first", b"v"))
-        await asyncio.sleep(0)
+        await sealed()
         assert gate.wait_entered()
         second = asyncio.create_task(store.create("/second", b"v"))
-        await asyncio.sleep(0)  # staged; from here on the loop does not come back
+        await sealed()  # from here on the loop does not come back
         gate.release.release()
         # The next commit begins with the loop still blocked: it does not wait for
         # the loop to learn that the one before it returned.

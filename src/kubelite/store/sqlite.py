@@ -6,21 +6,23 @@ it. The current state lives in memory as bytes, so gets, lists and watches at th
 newest revision never touch SQLite; older lists and watch backlogs older than the
 in-memory event window read SQLite from a reader thread.
 
-Writes are group-committed by a committer thread that loops on its own: a write is
-checked against the committed state plus every write staged before it, gets the
-next revision and joins the open batch at once, on the event loop; the committer
-takes the whole open batch as soon as its previous commit is done and commits it as
-one INSERT statement (WAL, synchronous=FULL): the busier the store, the fuller the
-batches. Commits thus follow each other without waiting for a busy
-event loop to come back to the store, which capped writes at one batch per loop
-round trip (measured: 60 writes per 19 ms cycle, 6 ms of it the commit itself). The in-memory state, the revision and the watchers see a batch
-only once the loop learns that its commit returned, in commit order, and each caller
-is answered only then. A batch holds at most `_MAX_BATCH` writes.
+Writes are group-committed by a committer thread that loops on its own. A write is
+checked on the event loop against the committed state plus every write staged
+before it, gets the next revision and joins the batch of the current loop iteration,
+which is sealed once the iteration's callbacks have run. As soon as its previous
+commit is done, the committer commits everything sealed meanwhile as one INSERT
+statement (WAL, synchronous=FULL): the busier the store, the fuller the commits.
+Commits thus follow each other without waiting for a busy event loop to come back
+to the store, which capped writes at one commit per loop round trip (measured: 60
+writes per 19 ms cycle, 6 ms of it the commit itself). The in-memory state, the
+revision and the watchers see a batch only once the loop learns that its commit
+returned, in commit order, and each caller is answered only then. A commit holds
+at most `_MAX_BATCH` writes.
 
-A check that fails against a staged write is answered with the open batch, once that
-write is visible: the caller's next read shows what it lost to. A failed commit fails
-its batch and every write staged after it, since those were checked against its
-writes; the revision then continues from the last commit.
+A check that fails against a staged write is answered with the filling batch, once
+that write is visible: the caller's next read shows what it lost to. A failed commit
+fails its writes and every write staged after them, since those were checked against
+them; the revision then continues from the last commit.
 
 Compaction deletes superseded rows and tombstones at or below the compaction point,
 in slices of `_COMPACT_SLICE` revisions, each a job of the committer thread between
@@ -281,14 +283,15 @@ class SqliteStore:
         self._compacted = 0
         self._window = EventWindow(size=window, end=0, events=[])
         self._fanout = Fanout()
-        # Writes staged on the loop and not yet taken by the committer (the last batch
-        # is the open one); and for every key a batch not yet applied writes, the newest
-        # (revision, KV or None for a delete) staged for it.
-        self._open: deque[_Batch] = deque()
+        # Writes staged on the loop: the batch this loop iteration fills (the loop's
+        # own), the sealed batches the committer has not taken yet, and for every key
+        # a batch not yet applied writes, the newest (revision, KV or None) staged for it.
+        self._filling: _Batch | None = None
+        self._sealed: deque[_Batch] = deque()
         self._staged: dict[str, tuple[int, KV | None]] = {}
         self._next_rev = 0  # the last revision handed to a staged write
         self._jobs: deque[tuple[Callable[[], object], Future[object]]] = deque()
-        # Guards _open, _jobs, _idle, _halted and _stopping, shared with the committer.
+        # Guards _sealed, _jobs, _idle, _halted and _stopping, shared with the committer.
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._idle = False  # the committer waits for work
@@ -356,6 +359,7 @@ class SqliteStore:
         self._phase = "closing"
         if self._compactor_task is not None:
             await cancelled(self._compactor_task)
+        self._seal()
         with self._work:
             self._stopping = True
             self._work.notify()
@@ -476,8 +480,7 @@ class SqliteStore:
             # Failed against a write not yet committed: answered once that write is
             # visible, so that a caller who reads again and retries sees what it lost
             # to, rather than retrying against the same old state at once.
-            with self._lock:
-                self._open_batch().answers.append((future, error))
+            self._filling_batch().answers.append((future, error))
             return await future
         self._next_rev = rev = self._next_rev + 1
         after: KV | None
@@ -492,40 +495,57 @@ class SqliteStore:
             event = Event("MODIFIED" if current else "ADDED", key, value, rev,
                           current.value if current else None)
         self._staged[key] = (rev, after)
-        with self._lock:
-            batch = self._open_batch()
-            batch.rows.append((rev, key, kv.create_revision, kv.value, after is None))
-            batch.events.append(event)
-            batch.answers.append((future, kv))
-            batch.staged[key] = (rev, after)
-            if self._idle:
-                self._work.notify()
+        batch = self._filling_batch()
+        batch.rows.append((rev, key, kv.create_revision, kv.value, after is None))
+        batch.events.append(event)
+        batch.answers.append((future, kv))
+        batch.staged[key] = (rev, after)
+        if len(batch.rows) >= _MAX_BATCH:
+            self._seal()
         return await future
 
-    def _open_batch(self) -> _Batch:
-        """The batch new writes join; the caller holds the lock."""
-        if not self._open or len(self._open[-1].rows) >= _MAX_BATCH:
-            self._open.append(_Batch())
-        return self._open[-1]
+    def _filling_batch(self) -> _Batch:
+        """The batch this loop iteration's writes join; sealed once the iteration's
+        callbacks have run, so that a batch holds every write they made."""
+        if self._filling is None:
+            self._filling = _Batch()
+            asyncio.get_running_loop().call_soon(self._seal)
+        return self._filling
+
+    def _seal(self) -> None:
+        """Hands the filling batch to the committer."""
+        batch, self._filling = self._filling, None
+        if batch is None:
+            return
+        with self._lock:
+            self._sealed.append(batch)
+            if self._idle:
+                self._work.notify()
 
     def _commit_loop(self, db: Database, loop: asyncio.AbstractEventLoop) -> None:
-        """The committer thread: commits batches in order, runs jobs between them, and
-        hands each outcome to the loop; returns once stopping with nothing left."""
+        """The committer thread: commits what was sealed while it was busy as one
+        transaction, in order, runs jobs between commits, and hands each outcome to
+        the loop; returns once stopping with nothing left."""
         work = self._work
         while True:
-            batch: _Batch | None = None
+            batches: list[_Batch] = []
             with work:
-                while not (self._jobs or (self._open and not self._halted) or self._stopping):
+                while not (self._jobs or (self._sealed and not self._halted) or self._stopping):
                     self._idle = True
                     work.wait()
                     self._idle = False
                 if self._jobs:
                     job, done = self._jobs.popleft()
-                elif self._open and not self._halted:
-                    batch = self._open.popleft()
+                elif self._sealed and not self._halted:
+                    size = 0
+                    while self._sealed and (
+                        not batches or size + len(self._sealed[0].rows) <= _MAX_BATCH
+                    ):
+                        batches.append(self._sealed.popleft())
+                        size += len(batches[-1].rows)
                 else:
                     return
-            if batch is None:
+            if not batches:
                 if done.set_running_or_notify_cancel():
                     try:
                         done.set_result(job())
@@ -533,50 +553,57 @@ class SqliteStore:
                         done.set_exception(exc)
                 continue
             error: Exception | None = None
+            rows = batches[0].rows if len(batches) == 1 else [
+                row for batch in batches for row in batch.rows]
             try:
-                if batch.rows:  # not when it only answers failed checks
-                    db.commit(batch.rows)
+                if rows:  # none when the batches only answer failed checks
+                    db.commit(rows)
             except Exception as exc:
                 error = exc
                 with work:
                     self._halted = True
-            loop.call_soon_threadsafe(self._committed, batch, error)
+            loop.call_soon_threadsafe(self._committed, batches, error)
 
-    def _committed(self, batch: _Batch, error: Exception | None) -> None:
-        """On the loop, in commit order: make a committed batch visible and answer it."""
+    def _committed(self, batches: list[_Batch], error: Exception | None) -> None:
+        """On the loop, in commit order: make committed batches visible and answer them."""
         if error is not None:
-            self._fail(batch, error)
+            self._fail(batches, error)
             return
         state, staged = self._state, self._staged
-        for key, (rev, kv) in batch.staged.items():
-            if kv is None:
-                state.pop(key, None)  # None too when the batch created it first
-            else:
-                state[key] = kv
-            if staged[key][0] == rev:
-                del staged[key]
-        if batch.rows:
-            self._rev = batch.rows[-1][0]
-            self._window.append(batch.events)
-            self._fanout.publish(batch.events)
-        for future, answer in batch.answers:
-            if future.done():
-                continue
-            if isinstance(answer, StoreError):
-                future.set_exception(answer)
-            else:
-                future.set_result(answer)
+        for batch in batches:
+            for key, (rev, kv) in batch.staged.items():
+                if kv is None:
+                    state.pop(key, None)  # None too when the batch created it first
+                else:
+                    state[key] = kv
+                if staged[key][0] == rev:
+                    del staged[key]
+            if batch.rows:
+                self._rev = batch.rows[-1][0]
+                self._window.append(batch.events)
+                self._fanout.publish(batch.events)
+        for batch in batches:
+            for future, answer in batch.answers:
+                if future.done():
+                    continue
+                if isinstance(answer, StoreError):
+                    future.set_exception(answer)
+                else:
+                    future.set_result(answer)
 
-    def _fail(self, batch: _Batch, error: Exception) -> None:
-        """Fails a batch whose commit failed and every write staged after it: those
-        were checked against its writes. Batches committed before it were applied
+    def _fail(self, batches: list[_Batch], error: Exception) -> None:
+        """Fails batches whose commit failed and every write staged after them: those
+        were checked against their writes. Batches committed before were applied
         already, since their outcomes reached the loop first."""
         log.error("store commit failed", exc_info=error)
         with self._work:
-            doomed = [batch, *self._open]
-            self._open.clear()
+            doomed = [*batches, *self._sealed]
+            self._sealed.clear()
             self._halted = False
             self._work.notify()
+        if self._filling is not None:
+            doomed.append(self._filling)
+            self._filling = None
         self._staged.clear()
         self._next_rev = self._rev
         failure = StoreError(f"commit failed: {error}")
