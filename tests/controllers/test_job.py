@@ -18,6 +18,7 @@ __all__ = ["api_server", "ns_name"]
 
 PODS = lookup("", "v1", "pods")
 JOBS = lookup("batch", "v1", "jobs")
+EVENTS = lookup("", "v1", "events")
 Fast = functools.partial(JobController, failure_backoff=0.05)
 
 
@@ -67,6 +68,11 @@ async def _pods(client: Client, ns: str, *, active: bool = True) -> list[dict]:
     return [p for p in items if not active or (
         p["status"].get("phase") not in ("Succeeded", "Failed")
         and not p["metadata"].get("deletionTimestamp"))]
+
+
+async def _no_pods(client: Client, ns: str) -> bool:
+    await reap(client, ns)
+    return not (await client.list(PODS, ns))["items"]
 
 
 async def finish(client: Client, pod: dict, phase: str, code: int = 0) -> None:
@@ -206,7 +212,6 @@ async def test_active_deadline_fails_the_job_and_removes_its_pods(api_server, ns
         await namespace(client, ns_name)
         await client.create(JOBS, job("slow", parallelism=2, completions=4,
                                       activeDeadlineSeconds=1), ns_name)
-        await until(lambda: _pods(client, ns_name))
 
         async def failed() -> dict | None:
             await reap(client, ns_name)
@@ -216,6 +221,13 @@ async def test_active_deadline_fails_the_job_and_removes_its_pods(api_server, ns
         cond = [c for c in obj["status"]["conditions"] if c["type"] == "Failed"][0]
         assert cond["reason"] == "DeadlineExceeded"
         assert obj["status"]["active"] == 0
+        # Told by the Job's events rather than by watching its pods: on a loaded
+        # machine the second they stay active can pass between two polls.
+        notes = [e["reason"] for e in (await client.list(EVENTS, ns_name))["items"]
+                 if e["involvedObject"]["name"] == "slow"]
+        assert notes.count("SuccessfulCreate") == 2
+        assert notes.count("SuccessfulDelete") == 2
+        assert await until(lambda: _no_pods(client, ns_name))
 
 
 async def test_suspend_deletes_pods_and_resume_restarts(api_server, ns_name: str) -> None:

@@ -9,12 +9,13 @@ import signal
 import sqlite3
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from kubelite.store.base import Event
+from kubelite.store.base import KV, Event
 from kubelite.store.errors import Compacted, RevisionMismatch, StoreError
 from kubelite.store.sqlite import Database, SqliteStore
 from kubelite.store.watchers import WatchTooSlow
@@ -187,6 +188,12 @@ class GatedCommits:
         """Called on the loop itself: blocks it, as a busy event loop would."""
         return self.entered.acquire(timeout=5)
 
+    async def held(self, write: Coroutine[Any, Any, KV]) -> asyncio.Task[KV]:
+        """Starts `write` and returns once its commit is under way, held."""
+        task = asyncio.create_task(write)
+        assert await asyncio.to_thread(self.wait_entered)
+        return task
+
 
 async def test_a_failed_commit_fails_its_batch_and_the_writes_staged_after_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -195,9 +202,7 @@ async def test_a_failed_commit_fails_its_batch_and_the_writes_staged_after_it(
         await store.create("/a", b"v")
         gate = GatedCommits(monkeypatch)
         gate.failing.add(1)
-        first = asyncio.create_task(store.update("/a", b"lost"))
-        await asyncio.sleep(0)
-        assert await asyncio.to_thread(gate.wait_entered)
+        first = await gate.held(store.update("/a", b"lost"))
         # checked against the failing write, so it cannot outlive it
         after = asyncio.create_task(store.update("/a", b"lost too", expected_revision=2))
         await asyncio.sleep(0)
@@ -220,9 +225,7 @@ async def test_a_check_lost_to_a_staged_write_is_answered_once_that_write_is_vis
     async with SqliteStore(tmp_path / "store.db", compact_interval=0) as store:
         await store.create("/a", b"v")
         gate = GatedCommits(monkeypatch)
-        winner = asyncio.create_task(store.update("/a", b"winner", expected_revision=1))
-        await asyncio.sleep(0)
-        assert await asyncio.to_thread(gate.wait_entered)
+        winner = await gate.held(store.update("/a", b"winner", expected_revision=1))
         # Read-modify-write retries (guaranteed updates) read again after a conflict:
         # answered at once, they would read the old value again and spin.
         loser = asyncio.create_task(store.update("/a", b"loser", expected_revision=1))
@@ -281,9 +284,7 @@ async def test_a_key_created_and_deleted_in_one_batch(
     async with SqliteStore(tmp_path / "store.db", compact_interval=0) as store:
         watch = store.watch("/", since_revision=0)
         gate = GatedCommits(monkeypatch)
-        held = asyncio.create_task(store.create("/held", b"v"))
-        await asyncio.sleep(0)
-        assert await asyncio.to_thread(gate.wait_entered)
+        held = await gate.held(store.create("/held", b"v"))
         created = asyncio.create_task(store.create("/x", b"v"))
         deleted = asyncio.create_task(store.delete("/x"))
         await asyncio.sleep(0)
