@@ -461,7 +461,7 @@ class SqliteStore:
 
     async def _submit(self, op: str, key: str, value: bytes, expected: int | None) -> KV:
         """Checks the write against the committed state and every write staged before
-        it, and stages it in the open batch; returns once it is committed."""
+        it, and stages it in the filling batch; returns once it is committed."""
         self._check_open()
         staged = self._staged.get(key)
         current = staged[1] if staged is not None else self._state.get(key)
