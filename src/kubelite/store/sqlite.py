@@ -61,6 +61,8 @@ from kubelite.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
+_Op = Literal["create", "update", "delete"]
+
 _COMPACT_SLICE = 5_000
 # Bounds commit latency and how many events one publish puts in a watcher's buffer.
 _MAX_BATCH = 1_000
@@ -459,7 +461,7 @@ class SqliteStore:
     async def delete(self, key: str, *, expected_revision: int | None = None) -> KV:
         return await self._submit("delete", key, b"", expected_revision)
 
-    async def _submit(self, op: str, key: str, value: bytes, expected: int | None) -> KV:
+    async def _submit(self, op: _Op, key: str, value: bytes, expected: int | None) -> KV:
         """Checks the write against the committed state and every write staged before
         it, and stages it in the filling batch; returns once it is committed."""
         self._check_open()
@@ -473,13 +475,14 @@ class SqliteStore:
             error = KeyNotFound(key)
         elif expected is not None and expected != current.mod_revision:
             error = RevisionMismatch(key, expected, current.mod_revision)
-        future: asyncio.Future[KV] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[KV]
         if error is not None:
             if staged is None:
                 raise error
             # Failed against a write not yet committed: answered once that write is
             # visible, so that a caller who reads again and retries sees what it lost
             # to, rather than retrying against the same old state at once.
+            future = asyncio.get_running_loop().create_future()
             self._filling_batch().answers.append((future, error))
             return await future
         self._next_rev = rev = self._next_rev + 1
@@ -494,6 +497,7 @@ class SqliteStore:
             kv = after = KV(key, value, current.create_revision if current else rev, rev)
             event = Event("MODIFIED" if current else "ADDED", key, value, rev,
                           current.value if current else None)
+        future = asyncio.get_running_loop().create_future()
         self._staged[key] = (rev, after)
         batch = self._filling_batch()
         batch.rows.append((rev, key, kv.create_revision, kv.value, after is None))
