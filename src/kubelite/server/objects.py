@@ -126,7 +126,7 @@ class Objects:
     def __init__(self, store: Store) -> None:
         self.store = store
         # Stored objects decoded once per version for readers that only look.
-        self._views: dict[tuple[str, str, str], tuple[KV, Obj]] = {}
+        self._views: dict[tuple[str, str, str], tuple[int, Obj]] = {}
         # ClusterIPs and NodePorts (server/ipalloc.py); the API server sets it up.
         self.service_allocator: Any = None
 
@@ -153,12 +153,13 @@ class Objects:
         """`kv` decoded at `res`'s version, shared with other readers: read only."""
         cache_key = (res.group, res.version, kv.key)
         hit = self._views.get(cache_key)
-        if hit is not None and hit[0] == kv:
+        # Revisions are global: the same key at the same revision is the same value.
+        if hit is not None and hit[0] == kv.mod_revision:
             return hit[1]
         obj = decode_as(res, kv)
         if len(self._views) >= _VIEWS_LIMIT:
             self._views.clear()
-        self._views[cache_key] = (kv, obj)
+        self._views[cache_key] = (kv.mod_revision, obj)
         return obj
 
     async def list(
